@@ -1,0 +1,69 @@
+"""Config plumbing: the conf/ location, OmegaConf resolvers, config hashes, early validation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO_ROOT / "conf"
+
+STAGES = ("collect", "train", "evaluate")
+DEVICES = ("auto", "cpu", "cuda")
+WANDB_MODES = ("disabled", "offline", "online")
+DATA_POLICIES = ("uniform", "colored")
+
+
+def register_resolvers() -> None:
+    """Idempotent: Hydra's main and the tests' compose both call it before composing."""
+    if not OmegaConf.has_resolver("grasp_root"):
+        OmegaConf.register_new_resolver("grasp_root", lambda: str(REPO_ROOT))
+
+
+register_resolvers()
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the key and what is allowed."""
+
+
+def config_hash(*nodes: Any) -> str:
+    """Stable short hash of resolved config nodes (dicts, lists, scalars)."""
+    plain = [OmegaConf.to_container(n, resolve=True) if isinstance(n, DictConfig) else n for n in nodes]
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' = {value!r} is invalid: allowed {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Cheap checks of the run-level keys, done before any collection or training."""
+    stages = list(cfg.stages)
+    _require(len(stages) > 0 and all(s in STAGES for s in stages), "stages", f"a non-empty subset of {list(STAGES)}", stages)
+    _require(stages == [s for s in STAGES if s in stages], "stages", f"in the order {list(STAGES)}", stages)
+    _require(cfg.device in DEVICES, "device", f"one of {list(DEVICES)}", cfg.device)
+    _require(cfg.logger.wandb.mode in WANDB_MODES, "logger.wandb.mode", f"one of {list(WANDB_MODES)}", cfg.logger.wandb.mode)
+    _require(isinstance(cfg.horizon, int) and cfg.horizon >= 1, "horizon", "an integer >= 1", cfg.horizon)
+    _require(cfg.data.policy in DATA_POLICIES, "data.policy", f"one of {list(DATA_POLICIES)}", cfg.data.policy)
+    _require(0.0 <= cfg.data.correlation < 1.0, "data.correlation", "a number in [0, 1)", cfg.data.correlation)
+    _require(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", "a number in (0, 1)", cfg.data.val_fraction)
+    for key in ("data.episodes", "data.episode_len", "train.steps", "train.batch_size", "train.eval_every",
+                "train.rollout_len", "eval.episodes", "eval.max_steps", "eval.replan_every"):
+        value = OmegaConf.select(cfg, key)
+        _require(isinstance(value, int) and value >= 1, key, "an integer >= 1", value)
+    _require(cfg.data.episodes * cfg.data.val_fraction >= 1, "data.val_fraction",
+             "a fraction that leaves at least one validation episode", cfg.data.val_fraction)
+    _require(cfg.train.rollout_len <= cfg.data.episode_len, "train.rollout_len",
+             f"at most data.episode_len ({cfg.data.episode_len})", cfg.train.rollout_len)
+    _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)
+    _require(cfg.eval.replan_every <= cfg.horizon, "eval.replan_every", f"at most horizon ({cfg.horizon})",
+             cfg.eval.replan_every)
+    if cfg.checkpoint is not None:
+        _require(Path(cfg.checkpoint).is_file(), "checkpoint", "the path of an existing checkpoint file", cfg.checkpoint)

@@ -1,0 +1,70 @@
+"""The goal-conditioned task interface every environment implements.
+
+A task owns one simulator. States are flat float64 numpy vectors (the planner-facing,
+unnormalised state); goals are states too, of which only `goal_dims` matter for success.
+The evaluator runs one Task per episode and steps them side by side.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Task(ABC):
+    """One simulator instance of a goal-conditioned task."""
+
+    #: name used in results and W&B tags
+    name: str = "task"
+    state_dim: int
+    action_dim: int
+    #: indices of the state entries that the goal and the success test look at
+    goal_dims: tuple[int, ...]
+    #: distance under which an episode counts as solved (in goal_dims units)
+    success_threshold: float
+    #: simulator steps per model step (the paper's frameskip)
+    frame_skip: int = 1
+
+    @property
+    def action_low(self) -> np.ndarray:
+        return -np.ones(self.action_dim)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        return np.ones(self.action_dim)
+
+    @abstractmethod
+    def reset(self, state: np.ndarray) -> np.ndarray:
+        """Put the simulator in `state` and return the state it really holds."""
+
+    @abstractmethod
+    def step(self, action: np.ndarray) -> np.ndarray:
+        """Apply one (clipped) action for `frame_skip` simulator steps; return the new state."""
+
+    @abstractmethod
+    def get_state(self) -> np.ndarray:
+        """The current state vector."""
+
+    @abstractmethod
+    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random valid state (used for data collection starts and random goals)."""
+
+    @abstractmethod
+    def sample_start_goal(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A (start state, goal state) pair for evaluation, drawn from `rng`."""
+
+    @abstractmethod
+    def render(self, size: int = 64) -> np.ndarray:
+        """An RGB frame (size, size, 3) uint8 of the current state."""
+
+    def distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Euclidean distance over goal_dims; works on (..., D) batches."""
+        idx = list(self.goal_dims)
+        return np.linalg.norm(np.asarray(state)[..., idx] - np.asarray(goal)[..., idx], axis=-1)
+
+    def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        return self.distance(state, goal) < self.success_threshold
+
+    def close(self) -> None:
+        """Free renderer resources."""

@@ -1,0 +1,1 @@
+"""Evaluation protocol, metrics, summary tables and sweep callbacks."""

@@ -1,0 +1,64 @@
+"""Weights & Biases run for one job: group = experiment, name = <planner>-<seed>, full config.
+
+Results files never depend on this: with mode=disabled every call is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class WandbRun:
+    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: DictConfig, tags: list[str]) -> None:
+        self.mode = wandb_cfg.mode
+        self.run = None
+        if self.mode == "disabled":
+            return
+        import wandb  # imported lazily: it takes a second and spawns a service
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(
+            mode=self.mode,
+            project=wandb_cfg.project,
+            entity=wandb_cfg.entity,
+            group=wandb_cfg.group,
+            name=wandb_cfg.name or name,
+            tags=sorted(set(tags) | set(wandb_cfg.tags or [])),
+            config=OmegaConf.to_container(config, resolve=True),
+            dir=str(run_dir),
+            reinit="finish_previous",
+        )
+        log.info("wandb: %s run %s in %s", self.mode, self.run.id, self.run.dir)
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def define_axis(self, pattern: str, step_metric: str) -> None:
+        """Plot metrics matching `pattern` against `step_metric` (e.g. episodes, not steps)."""
+        if self.run is not None:
+            self.run.define_metric(step_metric)
+            self.run.define_metric(pattern, step_metric=step_metric)
+
+    def log_table(self, key: str, frame: pd.DataFrame) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Table(dataframe=frame)})
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update(values)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,45 @@
+"""The world-model interface planners see: encode, step, rollout.
+
+Planners work in the model's own (normalised) state space: `encode` maps an observation
+(a raw state vector for state models) to it, `step` advances it one model step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class WorldModel(nn.Module):
+    """F: (s, a) -> s' on a normalised state space, batched over any leading dims."""
+
+    state_dim: int
+    action_dim: int
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observation -> model state. Identity-with-normalisation for state models."""
+        raise NotImplementedError
+
+    def decode(self, state: torch.Tensor) -> torch.Tensor:
+        """Model state -> observation space (inverse of encode where one exists)."""
+        raise NotImplementedError
+
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rollout(self, state0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Serial rollout. state0 (..., D), actions (..., T, A) -> states (..., T, D) = s_1..s_T."""
+        states = []
+        state = state0
+        for t in range(actions.shape[-2]):
+            state = self.step(state, actions[..., t, :])
+            states.append(state)
+        return torch.stack(states, dim=-2)
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")

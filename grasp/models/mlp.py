@@ -1,0 +1,60 @@
+"""Residual MLP world model on normalised states (the state-based model of the foundation)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grasp.models.base import WorldModel
+
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+
+
+class MLPWorldModel(WorldModel):
+    """s' = s + delta_mean + delta_std * net([s, a]) with s normalised by dataset statistics.
+
+    Predicting a standardised residual keeps the network's targets O(1) whatever the task's
+    units, and makes the identity (no motion) the easy default.
+    """
+
+    def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 256, depth: int = 3,
+                 activation: str = "silu") -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"world_model.activation={activation!r}: allowed {sorted(ACTIVATIONS)}")
+        if depth < 1 or hidden_dim < 1:
+            raise ValueError(f"world_model.depth and hidden_dim must be >= 1, got {depth}, {hidden_dim}")
+        self.state_dim, self.action_dim = int(state_dim), int(action_dim)
+        layers: list[nn.Module] = []
+        width = state_dim + action_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden_dim), ACTIVATIONS[activation]()]
+            width = hidden_dim
+        layers.append(nn.Linear(width, state_dim))
+        self.net = nn.Sequential(*layers)
+        for name in ("state_mean", "delta_mean"):
+            self.register_buffer(name, torch.zeros(state_dim))
+        for name in ("state_std", "delta_std"):
+            self.register_buffer(name, torch.ones(state_dim))
+
+    @torch.no_grad()
+    def fit_normalization(self, states: torch.Tensor, next_states: torch.Tensor, eps: float = 1e-6) -> None:
+        """Set statistics from raw transitions (N, D): states first, then residuals in that space."""
+        self.state_mean.copy_(states.mean(0))
+        self.state_std.copy_(states.std(0).clamp_min(eps))
+        delta = self.encode(next_states) - self.encode(states)
+        self.delta_mean.copy_(delta.mean(0))
+        self.delta_std.copy_(delta.std(0).clamp_min(eps))
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.state_mean) / self.state_std
+
+    def decode(self, state: torch.Tensor) -> torch.Tensor:
+        return state * self.state_std + self.state_mean
+
+    def predict_delta(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The network's standardised residual (the training target's space)."""
+        return self.net(torch.cat([state, action], dim=-1))
+
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return state + self.delta_mean + self.delta_std * self.predict_delta(state, action)

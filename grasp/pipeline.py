@@ -1,0 +1,161 @@
+"""The runner's stages: collect -> train -> evaluate, each cached by the config that
+determines it, and the results written as CSV (always) and to W&B (per logger.wandb.mode)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from grasp.config import ConfigError, config_hash, validate
+from grasp.envs.base import Task
+from grasp.eval.metrics import RESULT_COLUMNS, summarize, to_markdown
+from grasp.eval.protocol import start_goal_pairs
+from grasp.loggers import WandbRun
+from grasp.planners.base import Planner
+from grasp.planners.mpc import run_mpc
+from grasp.train.dataset import load_or_collect
+from grasp.train.trainer import load_checkpoint, load_or_train
+from grasp.utils import atomic_path, derive_seed, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def planner_name(cfg: DictConfig) -> str:
+    """The planner's config name (planner=<name>), or its class name outside a Hydra run."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().runtime.choices["planner"])
+    except (ValueError, KeyError):
+        return str(cfg.planner._target_).rsplit(".", 1)[-1].replace("Planner", "").lower()
+
+
+def instantiate_checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, but a constructor's ValueError/TypeError surfaces as one
+    ConfigError naming the config section, not a nested InstantiationException."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"config section '{key}' ({node.get('_target_')}): {cause}") from exc
+
+
+def build_planner(cfg: DictConfig, world_model, task: Task) -> Planner:
+    return instantiate_checked(cfg.planner, "planner", world_model=world_model,
+                               action_low=task.action_low.tolist(), action_high=task.action_high.tolist())
+
+
+def data_key(cfg: DictConfig) -> str:
+    return config_hash(cfg.env, cfg.data)
+
+
+def model_key(cfg: DictConfig) -> str:
+    return config_hash(data_key(cfg), cfg.data.val_fraction, cfg.world_model, cfg.train)
+
+
+def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
+    """Run the configured stages; return the per-episode results (None without evaluate)."""
+    output_dir = Path(output_dir)
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    seed_everything(int(cfg.seed))
+    task: Task = instantiate_checked(cfg.env, "env")
+    dims = (task.state_dim, task.action_dim)
+    name = planner_name(cfg)
+    # Fail on bad model or planner knobs now, before minutes of collection and training.
+    build_planner(cfg, instantiate_checked(cfg.world_model, "world_model", state_dim=dims[0], action_dim=dims[1]), task)
+
+    wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{name}-{cfg.seed}", config=cfg,
+                         tags=[f"env:{task.name}", f"planner:{name}", f"exp:{cfg.exp_name}"])
+    try:
+        if "train" not in cfg.stages and "evaluate" not in cfg.stages:
+            _dataset(cfg, task)
+            return None
+        model = _world_model(cfg, task, dims, device, wandb_run)
+        if "evaluate" not in cfg.stages:
+            return None
+        results = evaluate(cfg, task, model, name, device, output_dir, wandb_run)
+    finally:
+        wandb_run.finish()
+        task.close()
+    return results
+
+
+def _data_path(cfg: DictConfig, task: Task) -> Path:
+    return Path(cfg.paths.data_dir) / task.name / f"{data_key(cfg)}.npz"
+
+
+def _dataset(cfg: DictConfig, task: Task):
+    return load_or_collect(_data_path(cfg, task), task, cfg.data, data_key(cfg),
+                           allow_collect="collect" in cfg.stages, progress=cfg.progress)
+
+
+def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_run: WandbRun):
+    if cfg.checkpoint is not None:
+        model, _ = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
+        log.info("train: using checkpoint %s", cfg.checkpoint)
+        return model
+    ckpt_path = Path(cfg.paths.checkpoint_dir) / task.name / f"{model_key(cfg)}.pt"
+    model, info = load_or_train(ckpt_path, cfg.world_model, lambda: _dataset(cfg, task), cfg.train,
+                                cfg.data.val_fraction, task.name, dims, device,
+                                meta={"data_hash": data_key(cfg), "data_path": str(_data_path(cfg, task))},
+                                allow_train="train" in cfg.stages, progress=cfg.progress,
+                                log_fn=wandb_run.log)
+    if info.get("metrics"):
+        wandb_run.summary({f"world_model/{k}": v for k, v in info["metrics"].items()})
+    return model
+
+
+def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
+             wandb_run: WandbRun) -> pd.DataFrame:
+    episodes = int(cfg.eval.episodes)
+    starts, goals, seeds = start_goal_pairs(task, episodes, int(cfg.seed))
+    tasks = [task] + [hydra.utils.instantiate(cfg.env) for _ in range(episodes - 1)]
+    planner = build_planner(cfg, model, task)
+    generator = torch.Generator(device=device).manual_seed(derive_seed(int(cfg.seed), 1))
+    log.info("evaluate: %s on %s, %d episodes, horizon %d, %s", name, task.name, episodes, planner.horizon,
+             "open loop" if cfg.eval.open_loop else f"MPC replanning every {cfg.eval.replan_every}")
+    started = time.perf_counter()
+    try:
+        outcomes = run_mpc(tasks, planner, starts, goals, max_steps=int(cfg.eval.max_steps),
+                           replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
+                           generator=generator, progress=cfg.progress)
+    finally:
+        for extra in tasks[1:]:
+            extra.close()
+    elapsed = time.perf_counter() - started
+    rows: list[dict[str, Any]] = []
+    for i, (outcome, ep_seed) in enumerate(zip(outcomes, seeds)):
+        rows.append({
+            "exp_name": cfg.exp_name, "planner": name, "env": task.name, "horizon": planner.horizon,
+            "seed": int(cfg.seed), "episode": i, "episode_seed": ep_seed, "open_loop": bool(cfg.eval.open_loop),
+            "success": bool(outcome.success), "steps": outcome.steps, "final_distance": outcome.final_distance,
+            "plan_time": outcome.plan_time, "plan_calls": outcome.plan_calls,
+            "time_to_success": outcome.time_to_success,
+        })
+    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    with atomic_path(output_dir / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
+    table = summarize(results)
+    (output_dir / "summary.md").write_text(to_markdown(table) + "\n")
+    print(f"\n{to_markdown(table)}\n(results: {output_dir / 'results.csv'}, {elapsed:.1f} s)\n", flush=True)
+
+    wandb_run.define_axis("episode/*", "episode/index")
+    for i, row in enumerate(rows):
+        wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
+            "success", "steps", "final_distance", "plan_time", "time_to_success")}})
+    wandb_run.log_table("episodes", results)
+    summary = table.iloc[0].to_dict()
+    wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
+                       "eval/median_time_to_success_s": summary["median_time_to_success_s"],
+                       "eval/mean_final_distance": summary["mean_final_distance"],
+                       "eval/episodes": episodes, "eval/wall_time_s": elapsed})
+    return results

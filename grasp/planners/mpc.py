@@ -1,0 +1,103 @@
+"""Closed-loop evaluation: plan in the model, act in the simulator, replan (or plan once)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grasp.envs.base import Task
+from grasp.planners.base import Planner, shift_plan
+
+
+@dataclass
+class EpisodeOutcome:
+    """What one episode did. Times are wall-clock seconds since the batch started."""
+
+    success: bool = False
+    steps: int = 0
+    final_distance: float = float("nan")
+    plan_time: float = 0.0
+    plan_calls: int = 0
+    time_to_success: float = float("nan")
+    final_cost: list[float] = field(default_factory=list)
+    #: the actions executed in the simulator, in order (for replay and videos)
+    actions: list[np.ndarray] = field(default_factory=list)
+
+
+def run_mpc(
+    tasks: list[Task],
+    planner: Planner,
+    starts: np.ndarray,
+    goals: np.ndarray,
+    max_steps: int,
+    replan_every: int = 1,
+    open_loop: bool = False,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> list[EpisodeOutcome]:
+    """Run len(tasks) episodes side by side: one batched plan() per MPC step for the episodes
+    still running, then each simulator executes the first `replan_every` actions.
+
+    MPC stops an episode at success or after `max_steps` model steps. `open_loop` plans once
+    and executes the whole plan; success is then judged on the final state only.
+    """
+    n = len(tasks)
+    if not (len(starts) == len(goals) == n):
+        raise ValueError(f"need one start and one goal per task, got {len(starts)}, {len(goals)} for {n} tasks")
+    model = planner.world_model
+    device = planner.device
+    horizon = planner.horizon
+    execute = horizon if open_loop else int(replan_every)
+    budget = horizon if open_loop else int(max_steps)
+    states = np.stack([task.reset(start) for task, start in zip(tasks, starts)])
+    with torch.no_grad():
+        goal_model = model.encode(torch.as_tensor(goals, dtype=torch.float32, device=device))
+    outcomes = [EpisodeOutcome() for _ in range(n)]
+    active = np.ones(n, dtype=bool)
+    warm: torch.Tensor | None = None  # (n, T, A) previous plans, rows of finished episodes unused
+    t0 = time.perf_counter()
+    bar = tqdm(total=budget, desc="mpc", unit="step", disable=not progress, leave=False, mininterval=1.0)
+    steps_done = 0
+    while active.any() and steps_done < budget:
+        idx = np.flatnonzero(active)
+        with torch.no_grad():
+            s0 = model.encode(torch.as_tensor(states[idx], dtype=torch.float32, device=device))
+        plan_start = time.perf_counter()
+        result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx], generator=generator)
+        actions = result.actions.detach()
+        plan_seconds = time.perf_counter() - plan_start
+        if warm is None:
+            warm = torch.zeros(n, horizon, planner.action_dim, device=device)
+        warm[idx] = shift_plan(actions, execute)
+        final_cost = result.info.get("final_cost")
+        actions_np = actions.cpu().numpy()
+        for row, i in enumerate(idx):
+            outcomes[i].plan_time += plan_seconds
+            outcomes[i].plan_calls += 1
+            if final_cost is not None:
+                outcomes[i].final_cost.append(float(final_cost[row]))
+        n_exec = min(execute, budget - steps_done)
+        for j in range(n_exec):
+            for row, i in enumerate(idx):
+                if not active[i]:
+                    continue
+                states[i] = tasks[i].step(actions_np[row, j])
+                outcomes[i].actions.append(actions_np[row, j])
+                outcomes[i].steps += 1
+                if not open_loop and tasks[i].success(states[i], goals[i]):
+                    outcomes[i].success = True
+                    outcomes[i].time_to_success = time.perf_counter() - t0
+                    active[i] = False
+        steps_done += n_exec
+        bar.update(n_exec)
+    bar.close()
+    for i, task in enumerate(tasks):
+        outcomes[i].final_distance = float(task.distance(states[i], goals[i]))
+        if open_loop and bool(task.success(states[i], goals[i])):
+            outcomes[i].success = True
+            outcomes[i].time_to_success = time.perf_counter() - t0
+    return outcomes

@@ -1,0 +1,19 @@
+"""Hydra entry point: `python -m grasp.run [overrides]` (add -m for sweeps)."""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+import grasp.config  # noqa: F401  (registers resolvers before Hydra composes)
+from grasp import pipeline
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Datasets from exploration in the simulator, and world-model training."""

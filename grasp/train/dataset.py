@@ -1,0 +1,127 @@
+"""Exploration data: collect trajectories in the task, save/load them, cache by config hash."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from tqdm.auto import tqdm
+
+from grasp.envs.base import Task
+from grasp.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+DATASET_VERSION = 1
+
+
+@dataclass
+class TrajectoryDataset:
+    """states (N, L+1, D) and actions (N, L, A) of N exploration episodes of L model steps."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    meta: dict
+
+    @property
+    def num_transitions(self) -> int:
+        return self.actions.shape[0] * self.actions.shape[1]
+
+    def split(self, val_fraction: float) -> tuple["TrajectoryDataset", "TrajectoryDataset"]:
+        """Split by episode (the last episodes go to validation; collection order is random)."""
+        n_val = max(1, int(round(len(self.states) * val_fraction)))
+        n_train = len(self.states) - n_val
+        if n_train < 1:
+            raise ValueError(f"val_fraction={val_fraction} leaves no training episodes out of {len(self.states)}")
+        train = TrajectoryDataset(self.states[:n_train], self.actions[:n_train], self.meta)
+        val = TrajectoryDataset(self.states[n_train:], self.actions[n_train:], self.meta)
+        return train, val
+
+    def transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flattened (s, a, s') arrays for one-step training."""
+        d, a = self.states.shape[-1], self.actions.shape[-1]
+        return (self.states[:, :-1].reshape(-1, d), self.actions.reshape(-1, a), self.states[:, 1:].reshape(-1, d))
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, states=self.states, actions=self.actions, meta=json.dumps(self.meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrajectoryDataset":
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(states=data["states"], actions=data["actions"], meta=meta)
+
+
+def exploration_actions(
+    rng: np.random.Generator, steps: int, action_dim: int, policy: str, correlation: float
+) -> np.ndarray:
+    """Actions in [-1, 1] for one episode. 'colored' is AR(1) noise with unit marginal std
+    before clipping: it makes the agent travel across rooms, which white noise rarely does."""
+    noise = rng.standard_normal((steps, action_dim))
+    if policy == "uniform":
+        return rng.uniform(-1.0, 1.0, (steps, action_dim))
+    if policy != "colored":
+        raise ValueError(f"data.policy={policy!r}: allowed 'uniform' or 'colored'")
+    actions = np.empty_like(noise)
+    actions[0] = noise[0]
+    scale = np.sqrt(1.0 - correlation**2)
+    for t in range(1, steps):
+        actions[t] = correlation * actions[t - 1] + scale * noise[t]
+    return np.clip(actions, -1.0, 1.0)
+
+
+def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float, seed: int,
+            progress: bool = True) -> TrajectoryDataset:
+    rng = np.random.default_rng(seed)
+    states = np.empty((episodes, episode_len + 1, task.state_dim), dtype=np.float32)
+    actions = np.empty((episodes, episode_len, task.action_dim), dtype=np.float32)
+    for ep in tqdm(range(episodes), desc="collect", unit="ep", disable=not progress, mininterval=1.0):
+        ep_actions = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
+        low, high = task.action_low, task.action_high
+        ep_actions = low + (ep_actions + 1.0) * 0.5 * (high - low)
+        states[ep, 0] = task.reset(task.sample_state(rng))
+        for t in range(episode_len):
+            states[ep, t + 1] = task.step(ep_actions[t])
+        actions[ep] = ep_actions
+    meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
+            "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
+            "policy": policy, "seed": seed}
+    return TrajectoryDataset(states, actions, meta)
+
+
+def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_collect: bool,
+                    progress: bool = True) -> TrajectoryDataset:
+    """The cached dataset at `path`, collecting it first when missing (one process at a time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            data = TrajectoryDataset.load(path)
+            _check_matches(data, path, task, config_hash)
+            log.info("collect: reusing cached dataset %s (%d transitions)", path, data.num_transitions)
+            return data
+        if not allow_collect:
+            raise FileNotFoundError(
+                f"no cached dataset at {path} for this data config, and 'collect' is not in `stages`; "
+                "add it back to `stages` or point `checkpoint` at a trained world model"
+            )
+        data = collect(task, data_cfg.episodes, data_cfg.episode_len, data_cfg.policy, data_cfg.correlation,
+                       data_cfg.seed, progress=progress)
+        data.meta["config_hash"] = config_hash
+        data.save(path)
+        log.info("collect: wrote %s (%d transitions)", path, data.num_transitions)
+        return data
+
+
+def _check_matches(data: TrajectoryDataset, path: Path, task: Task, config_hash: str) -> None:
+    expected = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
+                "action_dim": task.action_dim, "config_hash": config_hash}
+    wrong = {k: (data.meta.get(k), v) for k, v in expected.items() if data.meta.get(k) != v}
+    if wrong:
+        detail = ", ".join(f"{k}: file has {got!r}, expected {want!r}" for k, (got, want) in wrong.items())
+        raise ValueError(f"dataset {path} does not match this config ({detail}); delete it to recollect")

@@ -1,0 +1,81 @@
+"""The runner end to end in subprocesses, as a user launches it: collect -> train -> evaluate,
+results.csv, a W&B offline run read back from its files, caching, and a -m sweep."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import REPO_ROOT, TINY, run_cli
+from grasp.eval.metrics import RESULT_COLUMNS
+from wandb_files import read_offline_run
+
+pytestmark = pytest.mark.slow
+
+
+def test_end_to_end_run_results_wandb_and_cache(tmp_path):
+    base = TINY + [f"paths.root_dir={tmp_path}", "planner=cem"]
+    proc = run_cli(base + [f"hydra.run.dir={tmp_path}/run1", "logger.wandb.mode=offline"], cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    results = pd.read_csv(tmp_path / "run1" / "results.csv")
+    assert list(results.columns) == RESULT_COLUMNS
+    assert len(results) == 2 and set(results["planner"]) == {"cem"} and set(results["env"]) == {"wall"}
+    assert (results["steps"] >= 1).all() and (results["plan_time"] > 0).all()
+    assert "success_%" in proc.stdout, "the summary table is printed at the end"
+    assert (tmp_path / "run1" / "summary.md").exists() and (tmp_path / "run1" / ".hydra" / "config.yaml").exists()
+
+    (run_dir,) = (tmp_path / "run1" / "wandb").glob("offline-run-*")
+    run = read_offline_run(run_dir)
+    assert run["run"].run_group == "default" and run["run"].display_name == "cem-0"
+    assert {"env:wall", "planner:cem"} <= set(run["run"].tags)
+    assert run["config"]["planner"]["_target_"] == "grasp.planners.cem.CEMPlanner"
+    assert run["config"]["eval"]["episodes"] == 2
+    assert run["summary"]["eval/episodes"] == 2
+    assert 0.0 <= run["summary"]["eval/success_rate"] <= 1.0
+    assert any("train/loss" in row for row in run["history"])
+    assert sum("episode/final_distance" in row for row in run["history"]) == 2
+
+    datasets = list((tmp_path / "outputs" / "cache" / "data" / "wall").glob("*.npz"))
+    checkpoints = list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))
+    assert len(datasets) == 1 and len(checkpoints) == 1
+    stamps = [p.stat().st_mtime_ns for p in datasets + checkpoints]
+
+    # Same config again: data and model come from the cache, results are identical.
+    proc = run_cli(base + [f"hydra.run.dir={tmp_path}/run2"], cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing cached world model" in proc.stdout + proc.stderr
+    assert [p.stat().st_mtime_ns for p in datasets + checkpoints] == stamps
+    again = pd.read_csv(tmp_path / "run2" / "results.csv")
+    deterministic = ["episode_seed", "success", "steps", "final_distance"]
+    pd.testing.assert_frame_equal(again[deterministic], results[deterministic])
+    assert not (tmp_path / "run2" / "wandb").exists(), "mode=disabled writes no W&B files"
+
+    # A different model config trains a new checkpoint from the same cached dataset.
+    proc = run_cli(base + [f"hydra.run.dir={tmp_path}/run3", "world_model.hidden_dim=16"], cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing cached dataset" in proc.stdout + proc.stderr
+    assert len(list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))) == 2
+
+
+def test_bad_override_fails_before_any_work(tmp_path):
+    proc = run_cli(TINY + [f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run", "device=tpu"], cwd=REPO_ROOT)
+    assert proc.returncode != 0
+    assert "config key 'device'" in proc.stderr
+    assert not (tmp_path / "outputs" / "cache").exists(), "nothing was collected or trained"
+
+
+def test_multirun_sweeps_planners_and_aggregates(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "planner=grasp,gd"],
+                   cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    per_job = [pd.read_csv(sweep / str(i) / "results.csv") for i in (0, 1)]
+    assert [set(df["planner"]) for df in per_job] == [{"grasp"}, {"gd"}]
+    combined = pd.read_csv(sweep / "results.csv")
+    assert len(combined) == 4 and set(combined["planner"]) == {"grasp", "gd"}
+    summary = (sweep / "summary.md").read_text()
+    assert "grasp" in summary and "gd" in summary
+    assert "Sweep summary" in proc.stdout
+    # Both jobs shared one dataset and one checkpoint.
+    assert len(list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))) == 1

@@ -1,0 +1,100 @@
+"""The MLP world model trains on real Wall data, validates, and round-trips its checkpoint."""
+
+from __future__ import annotations
+
+import hydra
+import numpy as np
+import pytest
+import torch
+
+from conftest import compose_config
+from grasp.train.dataset import TrajectoryDataset, collect, exploration_actions, load_or_collect
+from grasp.train.trainer import build_world_model, load_checkpoint, save_checkpoint, train_world_model, validate
+
+
+@pytest.fixture(scope="module")
+def wall_data():
+    cfg = compose_config(["env=wall"])
+    task = hydra.utils.instantiate(cfg.env)
+    data = collect(task, episodes=60, episode_len=30, policy="colored", correlation=0.8, seed=0, progress=False)
+    task.close()
+    return cfg, data
+
+
+def test_colored_policy_travels_farther_than_white_noise():
+    rng = np.random.default_rng(0)
+    colored = exploration_actions(rng, 2000, 2, "colored", 0.9)
+    white = exploration_actions(rng, 2000, 2, "colored", 0.0)
+    assert np.abs(colored).max() <= 1.0
+    lag1 = lambda a: np.corrcoef(a[:-1, 0], a[1:, 0])[0, 1]  # noqa: E731
+    assert lag1(colored) > 0.7 and abs(lag1(white)) < 0.1
+
+
+def test_dataset_shapes_split_and_round_trip(wall_data, tmp_path):
+    _, data = wall_data
+    assert data.states.shape == (60, 31, 4) and data.actions.shape == (60, 30, 2)
+    train, val = data.split(0.1)
+    assert len(train.states) == 54 and len(val.states) == 6
+    data.save(tmp_path / "d.npz")
+    again = TrajectoryDataset.load(tmp_path / "d.npz")
+    np.testing.assert_array_equal(again.states, data.states)
+    assert again.meta == data.meta
+
+
+def test_same_seed_same_data(wall_data):
+    cfg, data = wall_data
+    task = hydra.utils.instantiate(cfg.env)
+    again = collect(task, episodes=5, episode_len=30, policy="colored", correlation=0.8, seed=0, progress=False)
+    np.testing.assert_array_equal(again.states, data.states[:5])
+
+
+def test_cached_dataset_for_another_config_is_refused(wall_data, tmp_path):
+    cfg, data = wall_data
+    task = hydra.utils.instantiate(cfg.env)
+    data.meta["config_hash"] = "aaaa"
+    data.save(tmp_path / "d.npz")
+    with pytest.raises(ValueError, match="does not match this config"):
+        load_or_collect(tmp_path / "d.npz", task, cfg.data, "bbbb", allow_collect=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="'collect' is not in `stages`"):
+        load_or_collect(tmp_path / "missing.npz", task, cfg.data, "bbbb", allow_collect=False, progress=False)
+
+
+def test_training_lowers_validation_error_and_checkpoint_round_trips(wall_data, tmp_path):
+    cfg, data = wall_data
+    cfg.world_model.hidden_dim, cfg.world_model.depth = 64, 2
+    model = build_world_model(cfg.world_model, 4, 2)
+    train_cfg = cfg.train.copy()
+    train_cfg.steps, train_cfg.eval_every, train_cfg.batch_size, train_cfg.rollout_len = 400, 200, 128, 5
+    _, val = data.split(0.1)
+    train, _ = data.split(0.1)
+    s, _, s_next = (torch.as_tensor(x) for x in train.transitions())
+    model.fit_normalization(s, s_next)
+    before = validate(model, val, 5)
+    result = train_world_model(model, data, train_cfg, 0.1, progress=False)
+    after = result["final"]
+    assert after["val/one_step_mse"] < 0.5 * before["val/one_step_mse"]
+    assert after["val/rollout5_mse"] < before["val/rollout5_mse"]
+    assert [h["train/step"] for h in result["history"]] == [200, 400]
+
+    path = tmp_path / "wm.pt"
+    save_checkpoint(path, model, cfg.world_model, {"env": "wall"})
+    loaded, payload = load_checkpoint(path, torch.device("cpu"), expect_env="wall", expect_dims=(4, 2))
+    x, a = torch.randn(7, 4), torch.rand(7, 2) * 2 - 1
+    torch.testing.assert_close(loaded.step(x, a), model.step(x, a), rtol=0, atol=0)
+    assert payload["model_config"]["hidden_dim"] == 64
+    assert set(payload["normalization"]) == {"state_mean", "state_std", "delta_mean", "delta_std"}
+
+    with pytest.raises(ValueError, match="trained on env 'wall'"):
+        load_checkpoint(path, torch.device("cpu"), expect_env="pusht")
+    with pytest.raises(ValueError, match=r"\(state_dim, action_dim\)"):
+        load_checkpoint(path, torch.device("cpu"), expect_dims=(6, 2))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="could not be read"):
+        load_checkpoint(path, torch.device("cpu"))
+
+
+def test_model_steps_any_leading_dims():
+    cfg = compose_config(["world_model.hidden_dim=16"])
+    model = build_world_model(cfg.world_model, 4, 2)
+    assert model.step(torch.zeros(3, 5, 4), torch.zeros(3, 5, 2)).shape == (3, 5, 4)
+    assert model.rollout(torch.zeros(3, 4), torch.zeros(3, 7, 2)).shape == (3, 7, 4)
