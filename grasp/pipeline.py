@@ -48,9 +48,20 @@ def instantiate_checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"config section '{key}' ({node.get('_target_')}): {cause}") from exc
 
 
+def goal_weights(cfg: DictConfig, world_model, task: Task) -> list[float] | None:
+    """planner.state_weights when set; else, for state models, 1 on the task's goal_dims and 0
+    elsewhere, so goal costs look at what success looks at (e.g. positions, not velocities)."""
+    if cfg.planner.get("state_weights") is not None or world_model.state_dim != task.state_dim:
+        return None
+    return [1.0 if i in task.goal_dims else 0.0 for i in range(task.state_dim)]
+
+
 def build_planner(cfg: DictConfig, world_model, task: Task) -> Planner:
-    return instantiate_checked(cfg.planner, "planner", world_model=world_model,
-                               action_low=task.action_low.tolist(), action_high=task.action_high.tolist())
+    kwargs: dict[str, Any] = {"action_low": task.action_low.tolist(), "action_high": task.action_high.tolist()}
+    weights = goal_weights(cfg, world_model, task)
+    if weights is not None:
+        kwargs["state_weights"] = weights
+    return instantiate_checked(cfg.planner, "planner", world_model=world_model, **kwargs)
 
 
 def data_key(cfg: DictConfig) -> str:
