@@ -49,8 +49,9 @@ def instantiate_checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 def goal_weights(cfg: DictConfig, world_model, task: Task) -> list[float] | None:
-    """planner.state_weights when set; else, for state models, 1 on the task's goal_dims and 0
-    elsewhere, so goal costs look at what success looks at (e.g. positions, not velocities)."""
+    """Default for a null planner.state_weights on state models: 1 on the task's goal_dims, 0
+    elsewhere, so goal costs look at what success looks at (positions, not velocities).
+    None (keep the planner's own value) when the user set one or the model is latent."""
     if cfg.planner.get("state_weights") is not None or world_model.state_dim != task.state_dim:
         return None
     return [1.0 if i in task.goal_dims else 0.0 for i in range(task.state_dim)]

@@ -16,13 +16,13 @@ def parts():
     cfg = compose_config(["world_model.hidden_dim=8"])
     task = hydra.utils.instantiate(cfg.env)
     model = build_world_model(cfg.world_model, task.state_dim, task.action_dim)
-    yield cfg, task, model
+    yield task, model
     task.close()
 
 
 @pytest.mark.parametrize("planner", ["grasp", "cem", "gd"])
 def test_goal_costs_default_to_the_tasks_goal_dims(planner, parts):
-    cfg, task, model = parts
+    task, model = parts
     cfg = compose_config([f"planner={planner}"])
     built = build_planner(cfg, model, task)
     assert built.state_weights.tolist() == [1.0, 1.0, 0.0, 0.0]  # positions, not velocities
@@ -30,7 +30,7 @@ def test_goal_costs_default_to_the_tasks_goal_dims(planner, parts):
 
 
 def test_explicit_state_weights_are_kept(parts):
-    _, task, model = parts
+    task, model = parts
     cfg = compose_config(["planner.state_weights=[1,1,0.5,0.5]"])
     assert build_planner(cfg, model, task).state_weights.tolist() == [1.0, 1.0, 0.5, 0.5]
 
@@ -42,7 +42,7 @@ def test_explicit_state_weights_are_kept(parts):
     ("planner.optimizer=lbfgs", "optimizer"),
 ])
 def test_bad_planner_knob_is_one_clear_error(override, words, parts):
-    _, task, model = parts
+    task, model = parts
     cfg = compose_config([override])
     with pytest.raises(ConfigError, match=rf"config section 'planner'.*{words}"):
         build_planner(cfg, model, task)
