@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 TINY = [
     "data.episodes=20", "data.episode_len=20", "train.steps=40", "train.eval_every=20", "train.batch_size=64",
     "train.rollout_len=5", "eval.episodes=2", "eval.max_steps=6", "horizon=6", "world_model.hidden_dim=32",
-    "world_model.depth=2", "planner.iterations=5", "progress=false", "logger.wandb.mode=disabled",
+    "world_model.depth=2", "planner.iterations=25", "progress=false", "logger.wandb.mode=disabled",
 ]
 
 
@@ -27,6 +29,16 @@ def compose_config(overrides: list[str] | None = None, return_hydra_config: bool
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         return compose("config", overrides=list(overrides or []), return_hydra_config=return_hydra_config)
+
+
+@functools.lru_cache(maxsize=None)
+def _planner_node(name: str):
+    return compose_config([f"planner={name}"]).planner
+
+
+def planner_config(name: str):
+    """conf/planner/<name>.yaml as Hydra composes it (a copy; `horizon` left to the caller)."""
+    return copy.deepcopy(_planner_node(name))
 
 
 @pytest.fixture
@@ -48,4 +60,4 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300):
                           text=True, timeout=timeout)
 
 
-__all__ = ["TINY", "compose_config", "run_cli", "REPO_ROOT"]
+__all__ = ["TINY", "compose_config", "planner_config", "run_cli", "REPO_ROOT"]

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_config
 from grasp.config import CONF_DIR
-from grasp.planners.base import shift_plan
+from grasp.planners.base import WarmStart, shift_plan
 from grasp.planners.mpc import run_mpc
 from grasp.train.dataset import collect
 from grasp.train.trainer import build_world_model, train_world_model
@@ -76,7 +76,7 @@ def test_mpc_respects_step_budget_and_replan_interval(wall_model):
     tasks = [hydra.utils.instantiate(cfg.env)]
     starts = np.array([[-0.7, 0.7, 0.0, 0.0]])
     goals = np.array([[0.7, -0.7, 0.0, 0.0]])  # far, in the other room: not reachable in 9 steps
-    planner = make_planner("grasp", model, horizon=10, iterations=10)
+    planner = make_planner("grasp", model, horizon=10, iterations=10, sync_every=5)
     (out,) = run_mpc(tasks, planner, starts, goals, max_steps=9, replan_every=4)
     assert not out.success and out.steps == 9 and out.plan_calls == 3
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from grasp.config import CONF_DIR
+from conftest import planner_config
 from grasp.models.analytic import LinearWorldModel
 from grasp.planners.grasp import grasp_energy, reshape_state_grad
 from grasp.planners.schedules import SCHEDULES, schedule_values, scheduled_value
@@ -21,7 +21,9 @@ SGD_GRASP = dict(optimizer="sgd", lr_states=0.3, lr_actions=5.0)
 
 
 def make_planner(name: str, model, horizon: int, low=-1.0, high=1.0, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "planner" / f"{name}.yaml"), {"horizon": horizon})
+    """The planner of conf/planner/<name>.yaml, composed by Hydra (presets inherit through
+    their defaults lists), at this horizon and with these knobs overridden."""
+    cfg = OmegaConf.merge(planner_config(name), {"horizon": horizon})
     return hydra.utils.instantiate(cfg, world_model=model, action_low=low, action_high=high, **overrides)
 
 
@@ -82,7 +84,7 @@ def test_grasp_single_integrator_long_horizon():
     model = LinearWorldModel.single_integrator(dim=2, dt=0.1)
     start, goal = problems(batch=6, distance=3.0, seed=1)  # >= 30 of the 50 steps at full speed
     # Pure GRASP (stop-grad, noise, goal shaping; no sync): the lifted solution itself is consistent.
-    pure = make_planner("grasp", model, horizon=50, sync_every=0, **SGD_GRASP)
+    pure = make_planner("grasp", model, horizon=50, sync="none", **SGD_GRASP)
     result = pure.plan(start, goal, generator=gen(0))
     rel = final_distance(model, start, result.actions, goal) / 3.0
     assert rel.max() < 0.1, f"pure GRASP final distance / start-goal distance: {rel.tolist()}"
@@ -112,21 +114,23 @@ def test_info_curves_have_documented_shapes():
     assert res.actions.shape == (3, 8, 2) and info["iterations"] == 12
     for key in ("loss", "dynamics", "goal_term"):
         assert info[key].shape == (12, 3) and info[key].device.type == "cpu"
-    for key in ("sigma", "gamma", "grad_norm_states", "grad_norm_actions", "time"):
+    for key in ("grad_norm_states", "grad_norm_actions"):
+        assert info[key].shape == (12, 3)
+    for key in ("sigma", "gamma", "dynamics_weight", "horizon", "time"):
         assert info[key].shape == (12,)
     assert info["sync_cost"].shape == (2, 3) and info["final_cost"].shape == (3,)
     assert (info["time"].diff() >= 0).all() and info["time"][0] > 0
     gd = make_planner("gd", model, horizon=8, iterations=7).plan(start, goal).info
-    assert gd["cost"].shape == (7, 3) and gd["grad_norm"].shape == (7,) and gd["time"].shape == (7,)
+    assert gd["cost"].shape == (7, 3) and gd["grad_norm"].shape == (7, 3) and gd["time"].shape == (7,)
     cem = make_planner("cem", model, horizon=8, iterations=3, samples=16, elites=4).plan(start, goal).info
-    assert cem["best_cost"].shape == (3, 3) and cem["elite_cost"].shape == (3, 3) and cem["std"].shape == (3,)
-    assert (cem["best_cost"] <= cem["elite_cost"]).all()
+    assert cem["best_cost"].shape == (3, 3) and cem["mean_cost"].shape == (3, 3) and cem["std"].shape == (3, 3)
+    assert (cem["best_cost"] <= cem["mean_cost"]).all() and (cem["best_cost"].diff(dim=0) <= 0).all()
 
 
 # ---- batching -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,overrides", [
     ("grasp", dict(sigma_init=0.0, iterations=40, sync_every=20, sync_steps=5)),
-    ("grasp", dict(sigma_init=0.0, iterations=40, sync_every=0, **SGD_GRASP)),  # SGD: the loss is summed, not averaged
+    ("grasp", dict(sigma_init=0.0, iterations=40, sync="none", **SGD_GRASP)),  # SGD: the loss is summed, not averaged
     ("gd", dict(iterations=30)),
 ])
 def test_batched_plan_equals_individual_plans(name, overrides):
@@ -145,11 +149,11 @@ def test_batched_plan_equals_individual_plans(name, overrides):
 def test_noise_knob_and_its_schedule():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=2, distance=1.0, seed=4)
-    quiet = make_planner("grasp", model, horizon=15, iterations=30, sigma_init=0.0, sync_every=0)
+    quiet = make_planner("grasp", model, horizon=15, iterations=30, sigma_init=0.0, sync="none")
     assert torch.equal(quiet.plan(start, goal, generator=gen(1)).actions,
                        quiet.plan(start, goal, generator=gen(2)).actions)
     noisy = make_planner("grasp", model, horizon=15, iterations=30, sigma_init=0.05, sigma_final=0.001,
-                         sigma_schedule="exp", gamma_init=2.0, gamma_final=0.0, gamma_schedule="cosine", sync_every=0)
+                         sigma_schedule="exp", gamma_init=2.0, gamma_final=0.0, gamma_schedule="cosine", sync="none")
     a, b = noisy.plan(start, goal, generator=gen(1)), noisy.plan(start, goal, generator=gen(2))
     assert not torch.allclose(a.actions, b.actions, atol=1e-4)
     torch.testing.assert_close(a.info["sigma"], torch.tensor(schedule_values("exp", 0.05, 0.001, 30)))
@@ -185,9 +189,9 @@ def test_sync_repairs_an_inconsistent_lifted_solution():
     start2, goal2 = problems(batch=4, distance=0.5, seed=5)
     zeros = torch.zeros(4, 2)
     start, goal = torch.cat([start2, zeros], 1), torch.cat([goal2, zeros], 1)
-    common = dict(iterations=20, sigma_init=0.0, sync_steps=20, sync_lr=0.1)
-    off = make_planner("grasp", model, horizon=30, sync_every=0, **common).plan(start, goal)
-    on = make_planner("grasp", model, horizon=30, sync_every=10, **common).plan(start, goal)
+    common = dict(iterations=20, sigma_init=0.0, sync_steps=20, sync_lr=0.1, sync_every=10)
+    off = make_planner("grasp", model, horizon=30, **{**common, "sync": "none"}).plan(start, goal)
+    on = make_planner("grasp", model, horizon=30, **common).plan(start, goal)
     assert "sync_cost" not in off.info
     assert on.info["sync_cost"].shape == (2, 4)
     assert (on.info["sync_cost"] <= on.info["sync_cost_before"]).all()
@@ -199,7 +203,8 @@ def test_sync_repairs_an_inconsistent_lifted_solution():
 def test_actions_stay_inside_the_bounds(name):
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=3, distance=5.0, seed=6)  # far: the bounds must bind
-    planner = make_planner(name, model, horizon=10, low=-0.3, high=0.3, iterations=15)
+    extra = dict(sync_every=5) if name == "grasp" else {}
+    planner = make_planner(name, model, horizon=10, low=-0.3, high=0.3, iterations=15, **extra)
     warm = torch.full((3, 10, 2), 2.0)  # an out-of-bounds warm start is clamped too
     for warm_start in (None, warm):
         with torch.no_grad():  # callers may hold no_grad; gradient planners must still work
@@ -225,9 +230,9 @@ def test_bad_knobs_raise_naming_the_key(name, key, value):
 @pytest.mark.parametrize("name", ["grasp", "gd", "cem"])
 def test_bad_plan_inputs_raise(name):
     model = LinearWorldModel.single_integrator()
-    planner = make_planner(name, model, horizon=5, iterations=2)
+    planner = make_planner(name, model, horizon=5, iterations=2, **(dict(sync="none") if name == "grasp" else {}))
     start, goal = torch.zeros(2, 2), torch.ones(2, 2)
-    with pytest.raises(ValueError, match="warm_start"):
+    with pytest.raises(ValueError, match="warm_start actions must have shape"):
         planner.plan(start, goal, warm_start=torch.zeros(2, 4, 2))
     with pytest.raises(ValueError, match="state0 and goal"):
         planner.plan(start, torch.ones(3, 2))

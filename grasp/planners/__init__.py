@@ -1,5 +1,10 @@
 """Planners behind one batch-first interface (see base.Planner)."""
 
-from grasp.planners.base import PlanResult, Planner, shift_plan
+from grasp.planners.base import PlanResult, Planner, WarmStart, shift_plan
+from grasp.planners.cem import CEMPlanner, ICEMPlanner
+from grasp.planners.gd import GDPlanner
+from grasp.planners.grasp import GraspPlanner, LatCoPlanner
+from grasp.planners.mppi import MPPIPlanner
 
-__all__ = ["PlanResult", "Planner", "shift_plan"]
+__all__ = ["CEMPlanner", "GDPlanner", "GraspPlanner", "ICEMPlanner", "LatCoPlanner", "MPPIPlanner",
+           "PlanResult", "Planner", "WarmStart", "shift_plan"]

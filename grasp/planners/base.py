@@ -3,29 +3,88 @@
 Every planner is built with ``hydra.utils.instantiate(cfg.planner, world_model=wm)`` and
 plans a batch of B independent problems in one call, batch-first:
 
-    plan(state0 (B, D), goal (B, D), warm_start (B, T, A) | None) -> PlanResult
+    plan(state0 (B, D), goal (B, D), warm_start=None, generator=None) -> PlanResult
 
 ``state0`` and ``goal`` live in the world model's (normalised) state space. The returned
-actions are in the task's action space, inside [action_low, action_high].
+actions are in the task's action space, inside [action_low, action_high]. ``warm_start`` is
+a (B, T, A) action tensor or a :class:`WarmStart` (e.g. the previous MPC plan, shifted).
+
+The base class owns what every planner shares: input checks, warm starts, restarts (R plans
+per problem in one batch, the best kept by its true rollout cost) and the final cost; a
+planner implements :meth:`Planner._optimize` on the expanded batch of B * R problems.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
 
 from grasp.models.base import WorldModel
+from grasp.planners.schedules import check_range
+
+#: 1-D info entries with one value per problem (other 1-D entries are per-iteration curves)
+PROBLEM_KEYS = ("final_cost", "restart_cost_std", "best_restart")
+
+
+def select_problems(info: dict[str, Any], rows) -> dict[str, Any]:
+    """The info of some problems: per-problem entries (2-D curves (iters, B) and the 1-D
+    PROBLEM_KEYS) indexed by `rows` (an index tensor, or an int for one problem); batch-wide
+    curves and scalars kept as they are."""
+    picked: dict[str, Any] = {}
+    for key, value in info.items():
+        per_problem = torch.is_tensor(value) and (value.ndim == 2 or (value.ndim == 1 and key in PROBLEM_KEYS))
+        picked[key] = value[..., rows] if per_problem else value
+    return picked
+
+
+@dataclass
+class WarmStart:
+    """Initial guess for a plan: actions (B, T, A) and, for lifted planners, virtual states
+    s_1..s_{T-1} (B, T-1, D)."""
+
+    actions: torch.Tensor
+    states: torch.Tensor | None = None
+
+    def __getitem__(self, rows) -> "WarmStart":
+        return WarmStart(self.actions[rows], None if self.states is None else self.states[rows])
+
+    def __setitem__(self, rows, other: "WarmStart") -> None:
+        self.actions[rows] = other.actions
+        if self.states is not None and other.states is not None:
+            self.states[rows] = other.states
+
+    def shifted(self, executed: int) -> "WarmStart":
+        """Drop what was executed; actions pad with zeros, states with their last value."""
+        if executed <= 0:
+            return self
+        states = self.states
+        if states is not None and states.shape[1] > 0:
+            k = min(executed, states.shape[1])
+            states = torch.cat([states[:, k:], states[:, -1:].expand(-1, k, -1)], dim=1)
+        return WarmStart(shift_plan(self.actions, executed), states)
 
 
 @dataclass
 class PlanResult:
-    """actions (B, T, A); info: per-iteration curves (iters,) or (iters, B) and per-problem
-    summaries (B,), all tensors on the CPU, plus plain python scalars."""
+    """actions (B, T, A); states: final virtual states (B, T-1, D) of lifted planners, else None.
+
+    info holds per-iteration curves, shaped (iters,) when aggregated over the batch or
+    (iters, B) per problem; per-problem summaries (B,) named in PROBLEM_KEYS (final_cost: the
+    true rollout cost of the returned actions); with restarts, restart_costs (R, B),
+    restart_cost_std and best_restart (B,); plan_time (seconds); and python scalars
+    (iterations: the iterations actually run). Tensors are on the CPU.
+    """
 
     actions: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    states: torch.Tensor | None = None
+
+    def warm_start(self, executed: int) -> WarmStart:
+        """Warm start for the next MPC step after executing the first `executed` actions."""
+        return WarmStart(self.actions.detach(), None if self.states is None else self.states.detach()).shifted(executed)
 
 
 class Planner:
@@ -38,40 +97,125 @@ class Planner:
         action_low: float | Sequence[float] = -1.0,
         action_high: float | Sequence[float] = 1.0,
         state_weights: Sequence[float] | None = None,
+        restarts: int = 1,
+        restart_noise: float = 0.3,
+        warm_start: bool = True,
+        tolerance: float = 0.0,
     ) -> None:
-        if int(horizon) < 1:
-            raise ValueError(f"planner.horizon must be >= 1, got {horizon}")
+        self.horizon = check_range("horizon", horizon, 1, integer=True)
         self.world_model = world_model
-        self.horizon = int(horizon)
         self.action_dim = world_model.action_dim
         self.state_dim = world_model.state_dim
-        device = world_model.device
-        self.action_low = torch.as_tensor(action_low, dtype=torch.float32, device=device).expand(self.action_dim).clone()
-        self.action_high = torch.as_tensor(action_high, dtype=torch.float32, device=device).expand(self.action_dim).clone()
+        self.action_low = self._per_action("action_low", action_low)
+        self.action_high = self._per_action("action_high", action_high)
+        if not bool((self.action_low < self.action_high).all()):
+            raise ValueError(f"planner action bounds need action_low < action_high, got "
+                             f"{self.action_low.tolist()} and {self.action_high.tolist()}")
         if state_weights is None:
-            self.state_weights = torch.ones(self.state_dim, device=device)
+            self.state_weights = torch.ones(self.state_dim, device=self.device)
         else:
-            self.state_weights = torch.as_tensor(state_weights, dtype=torch.float32, device=device)
+            self.state_weights = torch.as_tensor(state_weights, dtype=torch.float32, device=self.device)
             if self.state_weights.shape != (self.state_dim,):
                 raise ValueError(
                     f"planner.state_weights must have {self.state_dim} entries (the model's state_dim), "
                     f"got {list(self.state_weights.shape)}"
                 )
+            check_range("state_weights", float(self.state_weights.min()), 0.0)
+        self.restarts = check_range("restarts", restarts, 1, integer=True)
+        self.restart_noise = check_range("restart_noise", restart_noise, 0.0)
+        self.use_warm_start = bool(warm_start)
+        self.tolerance = check_range("tolerance", tolerance, 0.0)
+
+    def _per_action(self, key: str, value) -> torch.Tensor:
+        bound = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+        if bound.ndim > 1 or (bound.ndim == 1 and bound.shape[0] not in (1, self.action_dim)):
+            raise ValueError(f"planner.{key} needs 1 or {self.action_dim} entries (the model's action_dim), "
+                             f"got {list(bound.shape)}")
+        return bound.expand(self.action_dim).clone()
 
     @property
     def device(self) -> torch.device:
         return self.world_model.device
 
+    # ---- the planning call ------------------------------------------------------------------
     def plan(
         self,
         state0: torch.Tensor,
         goal: torch.Tensor,
-        warm_start: torch.Tensor | None = None,
+        warm_start: torch.Tensor | WarmStart | None = None,
         generator: torch.Generator | None = None,
     ) -> PlanResult:
+        start = time.perf_counter()
+        state0, goal = self.check_problem(state0, goal)
+        B, R = state0.shape[0], self.restarts
+        warm = self.check_warm_start(warm_start, B)
+        actions = torch.zeros(B, self.horizon, self.action_dim, device=self.device) if warm is None else warm.actions
+        states = None if warm is None else warm.states
+        if R > 1:  # problem b's restarts are rows b*R .. b*R + R-1
+            state0, goal, actions = (x.repeat_interleave(R, dim=0) for x in (state0, goal, actions))
+            states = None if states is None else states.repeat_interleave(R, dim=0)
+            spread = self.restart_noise * sample_normal(actions.shape, generator, self.device)
+            spread.view(B, R, *actions.shape[1:])[:, 0] = 0.0  # restart 0 is the plain initial guess
+            actions = self.clamp_actions(actions + spread)
+        with torch.enable_grad():  # callers (the MPC loop) may hold no_grad
+            result = self._optimize(state0, goal, actions, states, generator)
+        with torch.no_grad():
+            actions = self.clamp_actions(result.actions.detach())
+            cost = self.rollout_cost(state0, actions, goal)
+        result = replace(result, actions=actions)
+        result.info["final_cost"] = cost.cpu()
+        if R > 1:
+            result = self._best_restart(result, B, R)
+        result.info["plan_time"] = time.perf_counter() - start
+        return result
+
+    def _optimize(self, state0: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
+                  states: torch.Tensor | None, generator: torch.Generator | None) -> PlanResult:
+        """Optimise N problems (restarts already expanded) from the initial actions (N, T, A)
+        and, when warm-started, virtual states (N, T-1, D); return the plan and its curves."""
         raise NotImplementedError
 
-    # ---- helpers shared by the planners -------------------------------------------------
+    @staticmethod
+    def _best_restart(result: PlanResult, B: int, R: int) -> PlanResult:
+        """Keep each problem's restart with the lowest true rollout cost; report the spread."""
+        costs = result.info["final_cost"].view(B, R)
+        best = costs.argmin(dim=1)
+        rows = torch.arange(B) * R + best
+        info = select_problems(result.info, rows)
+        info.update(restart_costs=costs.T, restart_cost_std=costs.std(dim=1, correction=0), best_restart=best)
+        dev_rows = rows.to(result.actions.device)
+        states = None if result.states is None else result.states[dev_rows]
+        return PlanResult(result.actions[dev_rows], info, states)
+
+    # ---- checks -------------------------------------------------------------------------------
+    def check_problem(self, state0, goal) -> tuple[torch.Tensor, torch.Tensor]:
+        """state0 and goal as (B, D) float tensors on the planner's device, or a clear error."""
+        state0 = torch.as_tensor(state0, dtype=torch.float32, device=self.device)
+        goal = torch.as_tensor(goal, dtype=torch.float32, device=self.device)
+        D = self.state_dim
+        if state0.ndim != 2 or state0.shape[1] != D or goal.shape != state0.shape:
+            raise ValueError(f"plan() needs state0 and goal of shape (B, {D}), "
+                             f"got {list(state0.shape)} and {list(goal.shape)}")
+        return state0, goal
+
+    def check_warm_start(self, warm_start, batch: int) -> WarmStart | None:
+        if warm_start is None or not self.use_warm_start:
+            return None
+        if torch.is_tensor(warm_start):
+            warm_start = WarmStart(warm_start)
+        shape = (batch, self.horizon, self.action_dim)
+        if tuple(warm_start.actions.shape) != shape:
+            raise ValueError(f"warm_start actions must have shape {shape} (B, T, A), "
+                             f"got {tuple(warm_start.actions.shape)}")
+        states = warm_start.states
+        if states is not None:
+            want = (batch, self.horizon - 1, self.state_dim)
+            if tuple(states.shape) != want:
+                raise ValueError(f"warm_start states must have shape {want} (B, T-1, D), got {tuple(states.shape)}")
+            states = states.to(self.device, torch.float32)
+        return WarmStart(self.clamp_actions(warm_start.actions.to(self.device, torch.float32)), states)
+
+    # ---- helpers shared by the planners -------------------------------------------------------
     def clamp_actions(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
 
@@ -84,14 +228,13 @@ class Planner:
         final = self.world_model.rollout(state0, actions)[..., -1, :]
         return self.goal_cost(final, goal)
 
-    def initial_actions(self, batch: int, warm_start: torch.Tensor | None) -> torch.Tensor:
-        """Zeros, or the warm start (e.g. the shifted previous MPC plan) checked for shape."""
-        shape = (batch, self.horizon, self.action_dim)
-        if warm_start is None:
-            return torch.zeros(shape, device=self.device)
-        if tuple(warm_start.shape) != shape:
-            raise ValueError(f"warm_start must have shape {shape} (B, T, A), got {tuple(warm_start.shape)}")
-        return self.clamp_actions(warm_start.to(self.device, torch.float32))
+
+def sample_normal(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """N(0, I) from `generator` (drawn on the generator's own device, so a CPU generator
+    gives the same numbers whatever device the model is on)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def shift_plan(actions: torch.Tensor, executed: int) -> torch.Tensor:

@@ -6,19 +6,19 @@ product of T state Jacobians per gradient, serial over T.
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import torch
 
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner, PlanResult
-from grasp.planners.grasp import OPTIMIZERS, make_optimizer
-from grasp.planners.schedules import check_choice, check_problem, check_range
+from grasp.planners.gradient import ACTION_PARAMS, OPTIMIZERS, ActionParam, shoot
+from grasp.planners.schedules import check_choice, check_range, check_schedule, schedule_values
 
 
 class GDPlanner(Planner):
-    """min_a ||rollout(s0, a)_T - g||^2 with Adam or SGD, actions clamped after each step."""
+    """min_a ||rollout(s0, a)_T - g||^2 with Adam or SGD; each problem returns its best iterate.
+    Optional Gaussian action noise after each step (DINO-WM style), annealed like GRASP's."""
 
     def __init__(
         self,
@@ -27,35 +27,34 @@ class GDPlanner(Planner):
         iterations: int = 100,
         lr: float = 0.1,
         optimizer: str = "adam",
+        action_param: str = "clamp",
+        action_noise_init: float = 0.0,
+        action_noise_final: float = 0.0,
+        action_noise_schedule: str = "constant",
         action_low: float | Sequence[float] = -1.0,
         action_high: float | Sequence[float] = 1.0,
         state_weights: Sequence[float] | None = None,
+        restarts: int = 1,
+        restart_noise: float = 0.3,
+        warm_start: bool = True,
+        tolerance: float = 0.0,
     ) -> None:
-        super().__init__(world_model, horizon, action_low, action_high, state_weights)
+        super().__init__(world_model, horizon, action_low, action_high, state_weights,
+                         restarts, restart_noise, warm_start, tolerance)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
         self.lr = check_range("lr", lr, 0.0)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.param = ActionParam(check_choice("action_param", action_param, ACTION_PARAMS),
+                                 self.action_low, self.action_high)
+        check_schedule("action_noise", action_noise_schedule, action_noise_init, action_noise_final)
+        self.action_noise = (action_noise_schedule, float(action_noise_init), float(action_noise_final))
 
-    def plan(self, state0, goal, warm_start=None, generator=None) -> PlanResult:
-        """Deterministic: `generator` is accepted for interface parity and unused."""
-        start = time.perf_counter()
-        state0, goal = check_problem(self, state0, goal)
-        costs, grad_norms, times = [], [], []
-        with torch.enable_grad():
-            actions = self.initial_actions(state0.shape[0], warm_start).clone().requires_grad_(True)
-            opt = make_optimizer(self.optimizer, [{"params": [actions], "lr": self.lr}])
-            for _ in range(self.iterations):
-                cost = self.rollout_cost(state0, actions, goal)  # (B,); the sum gives each its own grad
-                (actions.grad,) = torch.autograd.grad(cost.sum(), [actions])
-                opt.step()
-                with torch.no_grad():
-                    actions.copy_(self.clamp_actions(actions))
-                costs.append(cost.detach())
-                grad_norms.append(actions.grad.norm())
-                times.append(time.perf_counter() - start)
-        actions = actions.detach()
-        with torch.no_grad():
-            final_cost = self.rollout_cost(state0, actions, goal)
-        info = {"cost": torch.stack(costs).cpu(), "grad_norm": torch.stack(grad_norms).cpu(),
-                "time": torch.tensor(times), "final_cost": final_cost.cpu(), "iterations": self.iterations}
-        return PlanResult(actions, info)
+    def _optimize(self, state0, goal, actions, states, generator) -> PlanResult:
+        noise = schedule_values(*self.action_noise, self.iterations)
+        shot = shoot(self, state0, goal, self.param.to_free(actions), self.param, self.iterations, self.lr,
+                     self.optimizer, noise, generator, self.tolerance)
+        used = len(shot.costs)
+        info = {"iterations": used, "action_noise": torch.tensor(noise[:used]), "time": torch.tensor(shot.times)}
+        if used:
+            info.update(cost=torch.stack(shot.costs).cpu(), grad_norm=torch.stack(shot.grad_norms).cpu())
+        return PlanResult(self.param.to_actions(shot.free).detach(), info)

@@ -1,8 +1,10 @@
 """GRASP: gradient-based planning over lifted (virtual) states with a stop-gradient on the
 world model's state input, state noise, dense goal shaping and periodic shooting sync.
 
-All T transitions are evaluated in one batched call of F per iteration, so the cost of an
-iteration does not grow serially with the horizon (see design.md section 1).
+All T transitions are evaluated in one batched call of F per iteration (or in a few chunks,
+to cap memory), so the cost of an iteration does not grow serially with the horizon
+(design.md section 1). Every ingredient has an "off" value, so ablations and the LatCo
+baseline are configs, not code.
 """
 
 from __future__ import annotations
@@ -13,23 +15,13 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 
 from grasp.models.base import WorldModel
-from grasp.planners.base import Planner, PlanResult
-from grasp.planners.schedules import check_choice, check_problem, check_range, check_schedule, schedule_values
+from grasp.planners.base import Planner, PlanResult, sample_normal
+from grasp.planners.cem import CEMPlanner
+from grasp.planners.gradient import ACTION_PARAMS, OPTIMIZERS, ActionParam, make_optimizer, resample_time, shoot
+from grasp.planners.schedules import check_choice, check_range, check_schedule, schedule_values
 
-OPTIMIZERS = ("adam", "sgd")
-INITS = ("interp", "zeros", "rollout")
-
-
-def make_optimizer(kind: str, groups: list[dict]) -> torch.optim.Optimizer:
-    return torch.optim.Adam(groups) if kind == "adam" else torch.optim.SGD(groups)
-
-
-def sample_normal(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """N(0, I) from `generator` (drawn on the generator's own device, so a CPU generator
-    gives the same numbers whatever device the model is on)."""
-    if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+INITS = ("interp", "zeros", "rollout", "warm")
+SYNCS = ("none", "gd", "cem")
 
 
 def reshape_state_grad(states: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -49,73 +41,160 @@ def reshape_state_grad(states: torch.Tensor, alpha: float) -> torch.Tensor:
 class Energy(NamedTuple):
     dynamics: torch.Tensor  # (B,) sum_t ||F(s_t, a_t) - s_{t+1}||^2
     goal_term: torch.Tensor  # (B,) sum_t goal_cost(F(s_t, a_t), g)
-    pred: torch.Tensor  # (B, T, D) one-step predictions F(s_t, a_t)
+    pred: torch.Tensor  # (B, t1 - t0, D) one-step predictions F(s_t, a_t)
+
+
+def lifted_path(state0: torch.Tensor, states: torch.Tensor, goal: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """Rows lo..hi-1 of the lifted trajectory [s_0, s_1..s_{T-1}, g] (B, T+1, D), built from
+    its pieces so a chunk never materialises the whole path."""
+    T = states.shape[1] + 1
+    parts = [state0[:, None]] if lo == 0 else []
+    parts.append(states[:, max(lo, 1) - 1: min(hi, T) - 1])
+    if hi == T + 1:
+        parts.append(goal[:, None])
+    return torch.cat(parts, dim=1)
 
 
 def grasp_energy(world_model: WorldModel, state0: torch.Tensor, states: torch.Tensor, actions: torch.Tensor,
                  goal: torch.Tensor, alpha: float = 0.0,
-                 goal_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> Energy:
-    """Lifted energy terms per problem. state0, goal (B, D); states (B, T-1, D) = s_1..s_{T-1};
-    actions (B, T, A). s_0 and s_T = g are fixed ends; F runs once over all (B, T) pairs."""
-    full = torch.cat([state0[:, None], states, goal[:, None]], dim=1)  # (B, T+1, D)
-    pred = world_model.step(reshape_state_grad(full[:, :-1], alpha), actions)
-    dynamics = ((pred - full[:, 1:]) ** 2).sum(dim=(-2, -1))
+                 goal_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 start: int = 0) -> Energy:
+    """Lifted energy terms per problem over transitions start .. start + len(actions) - 1.
+    state0, goal (B, D); states (B, T-1, D) = s_1..s_{T-1}; actions (B, n, A). s_0 and s_T = g
+    are fixed ends; F runs once over all (B, n) pairs."""
+    end = start + actions.shape[1]
+    inputs = lifted_path(state0, states, goal, start, end)
+    targets = lifted_path(state0, states, goal, start + 1, end + 1)
+    pred = world_model.step(reshape_state_grad(inputs, alpha), actions)
+    dynamics = ((pred - targets) ** 2).sum(dim=(-2, -1))
     to_goal = goal_cost(pred, goal[:, None]) if goal_cost is not None else ((pred - goal[:, None]) ** 2).sum(-1)
     return Energy(dynamics, to_goal.sum(-1), pred)
 
 
 class GraspPlanner(Planner):
-    """GRASP planner. Every ingredient has an "off" value (alpha=1, sigma=0, gamma=0,
-    sync_every=0), so the ablations and the LatCo baseline are configs, not code."""
+    """GRASP planner; conf/planner/grasp.yaml documents every knob and its "off" value."""
 
     def __init__(
         self,
         world_model: WorldModel,
         horizon: int,
-        iterations: int = 300,
+        iterations: int = 100,
         optimizer: str = "adam",
-        lr_states: float = 0.1,
+        lr_states: float = 0.03,
         lr_actions: float = 0.05,
         alpha: float = 0.0,
         gamma_init: float = 1.0,
-        gamma_final: float = 1.0,
-        gamma_schedule: str = "constant",
+        gamma_final: float = 0.0,
+        gamma_schedule: str = "linear",
         sigma_init: float = 0.01,
         sigma_final: float = 0.0,
         sigma_schedule: str = "linear",
-        sync_every: int = 50,
+        dynamics_weight_init: float = 1.0,
+        dynamics_weight_final: float = 1.0,
+        dynamics_weight_schedule: str = "constant",
+        sync: str = "gd",
+        sync_every: int = 25,
         sync_steps: int = 10,
         sync_lr: float = 0.05,
+        sync_samples: int = 64,
+        sync_std: float = 0.1,
         init: str = "interp",
         init_noise: float = 0.0,
+        action_param: str = "clamp",
+        curriculum: Sequence[float] = (),
+        state_clip: float | None = None,
+        chunk_size: int | None = None,
+        eval_every: int = 0,
         action_low: float | Sequence[float] = -1.0,
         action_high: float | Sequence[float] = 1.0,
         state_weights: Sequence[float] | None = None,
+        restarts: int = 1,
+        restart_noise: float = 0.3,
+        warm_start: bool = True,
+        tolerance: float = 0.0,
     ) -> None:
-        super().__init__(world_model, horizon, action_low, action_high, state_weights)
+        super().__init__(world_model, horizon, action_low, action_high, state_weights,
+                         restarts, restart_noise, warm_start, tolerance)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
         self.lr_states = check_range("lr_states", lr_states, 0.0)
         self.lr_actions = check_range("lr_actions", lr_actions, 0.0)
         self.alpha = check_range("alpha", alpha, 0.0, 1.0)
-        check_schedule("gamma", gamma_schedule, gamma_init, gamma_final)
-        check_schedule("sigma", sigma_schedule, sigma_init, sigma_final)
+        for key, kind, init_value, final in (("gamma", gamma_schedule, gamma_init, gamma_final),
+                                             ("sigma", sigma_schedule, sigma_init, sigma_final),
+                                             ("dynamics_weight", dynamics_weight_schedule, dynamics_weight_init,
+                                              dynamics_weight_final)):
+            check_schedule(key, kind, init_value, final)
         self.gamma = (gamma_schedule, float(gamma_init), float(gamma_final))
         self.sigma = (sigma_schedule, float(sigma_init), float(sigma_final))
-        self.sync_every = check_range("sync_every", sync_every, 0, integer=True)
-        self.sync_steps = check_range("sync_steps", sync_steps, 0, integer=True)
+        self.dynamics_weight = (dynamics_weight_schedule, float(dynamics_weight_init), float(dynamics_weight_final))
+        self.sync = check_choice("sync", sync, SYNCS)
+        self.sync_every = check_range("sync_every", sync_every, 1, integer=True)
+        if self.sync != "none" and self.sync_every > self.iterations:
+            raise ValueError(f"planner.sync_every={sync_every} is more than planner.iterations={iterations}: "
+                             f"the sync would never run (use sync=none to turn it off)")
+        self.sync_steps = check_range("sync_steps", sync_steps, 1, integer=True)
         self.sync_lr = check_range("sync_lr", sync_lr, 0.0)
+        self.sync_samples = check_range("sync_samples", sync_samples, 2, integer=True)
+        self.sync_std = check_range("sync_std", sync_std, 0.0)
         self.init = check_choice("init", init, INITS)
         self.init_noise = check_range("init_noise", init_noise, 0.0)
+        self.param = ActionParam(check_choice("action_param", action_param, ACTION_PARAMS),
+                                 self.action_low, self.action_high)
+        self.curriculum = [check_range("curriculum", f, 0.0, 1.0) for f in (curriculum or [])]
+        if any(f in (0.0, 1.0) for f in self.curriculum) or self.curriculum != sorted(set(self.curriculum)):
+            raise ValueError(f"planner.curriculum={list(curriculum)}: needs strictly increasing fractions of the "
+                             f"horizon in (0, 1), e.g. [0.25, 0.5]; [] turns it off")
+        if len(self.stage_horizons()) > self.iterations:
+            raise ValueError(f"planner.curriculum has {len(self.stage_horizons())} stages but only "
+                             f"{self.iterations} iterations")
+        self.state_clip = None if state_clip is None else check_range("state_clip", state_clip, 0.0)
+        if self.state_clip == 0:
+            raise ValueError("planner.state_clip=0: allowed values are null (off) or > 0 (std units)")
+        self.chunk_size = None if chunk_size is None else check_range("chunk_size", chunk_size, 1, integer=True)
+        self.eval_every = check_range("eval_every", eval_every, 0, integer=True)
+        if self.tolerance > 0 and self.sync == "none" and self.eval_every == 0:
+            raise ValueError("planner.tolerance needs the true rollout cost: set planner.eval_every > 0 or a sync")
 
-    def energy(self, state0, states, actions, goal) -> Energy:
-        return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost)
+    # ---- pieces -------------------------------------------------------------------------------
+    def stage_horizons(self) -> list[int]:
+        """Horizon of each curriculum stage, ending at T (stages that round alike merge)."""
+        steps = [max(1, round(f * self.horizon)) for f in self.curriculum] + [self.horizon]
+        return sorted(set(steps))
 
-    def initial_states(self, state0, goal, actions, generator=None) -> torch.Tensor:
-        """Virtual states s_1..s_{T-1} (B, T-1, D): the straight line s0 -> g at t/T, zeros,
-        or the rollout of the initial actions (e.g. a warm start); plus optional noise."""
-        T = self.horizon
-        if self.init == "interp":
+    def energy(self, state0, states, actions, goal, start: int = 0) -> Energy:
+        return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost, start)
+
+    def accumulate_gradients(self, state0, states, free, goal, gamma: float, dyn_weight: float,
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backpropagate dyn_weight * dynamics + gamma * goal_term into states.grad and
+        free.grad, chunk_size transitions at a time (the energy is a sum over transitions,
+        so chunks give the same gradients with a fraction of the activation memory).
+        Returns the (B,) dynamics and goal terms."""
+        T = free.shape[1]
+        size = self.chunk_size or T
+        states.grad, free.grad = None, None
+        dynamics = torch.zeros(state0.shape[0], device=self.device)
+        goal_term = torch.zeros_like(dynamics)
+        for lo in range(0, T, size):
+            hi = min(lo + size, T)
+            e = self.energy(state0, states, self.param.to_actions(free[:, lo:hi]), goal, start=lo)
+            (dyn_weight * e.dynamics + gamma * e.goal_term).sum().backward()  # summed: each problem its own grad
+            dynamics += e.dynamics.detach()
+            goal_term += e.goal_term.detach()
+        if states.grad is None:  # T = 1: no virtual states
+            states.grad = torch.zeros_like(states)
+        return dynamics, goal_term
+
+    def initial_states(self, state0, goal, actions, warm_states=None, generator=None) -> torch.Tensor:
+        """Virtual states s_1..s_{T-1} (B, T-1, D) for a plan of actions.shape[1] steps: the line
+        s0 -> g at t/T, zeros, the rollout of the initial actions, or the warm start's states
+        (line when there are none); plus optional noise."""
+        T = actions.shape[1]
+        if self.init == "warm" and warm_states is not None:
+            path = torch.cat([state0[:, None], warm_states, goal[:, None]], dim=1)
+            states = resample_time(path, T + 1)[:, 1:-1]
+        elif self.init in ("interp", "warm"):
             frac = torch.arange(1, T, device=self.device, dtype=torch.float32)[:, None] / T
             states = state0[:, None] + frac * (goal - state0)[:, None]
         elif self.init == "zeros":
@@ -125,74 +204,115 @@ class GraspPlanner(Planner):
                 states = self.world_model.rollout(state0, actions)[:, :-1]
         if self.init_noise > 0:
             states = states + self.init_noise * sample_normal(states.shape, generator, self.device)
-        return states
+        return states.detach().clone()
 
-    def plan(self, state0, goal, warm_start=None, generator=None) -> PlanResult:
+    def grow(self, state0, goal, states, free, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Upsample a plan to a longer horizon: the lifted path and the actions are
+        interpolated in time (the ends s_0 and g stay put)."""
+        path = torch.cat([state0[:, None], states.detach(), goal[:, None]], dim=1)
+        actions = resample_time(self.param.to_actions(free.detach()), horizon)
+        return resample_time(path, horizon + 1)[:, 1:-1].clone(), self.param.to_free(actions)
+
+    # ---- the optimisation -------------------------------------------------------------------------
+    def _optimize(self, state0, goal, actions, warm_states, generator) -> PlanResult:
         start = time.perf_counter()
-        state0, goal = check_problem(self, state0, goal)
         n = self.iterations
         gammas, sigmas = schedule_values(*self.gamma, n), schedule_values(*self.sigma, n)
-        do_sync = self.sync_every > 0 and self.sync_steps > 0
-        with torch.enable_grad():
-            actions = self.initial_actions(state0.shape[0], warm_start).clone().requires_grad_(True)
-            states = self.initial_states(state0, goal, actions.detach(), generator).detach().requires_grad_(True)
+        dyn_weights = schedule_values(*self.dynamics_weight, n)
+        horizons = self.stage_horizons()
+        stage_start = {round(i * n / len(horizons)): h for i, h in enumerate(horizons)}
+        if horizons[0] != self.horizon:  # warm states are resampled in initial_states
+            actions = resample_time(actions, horizons[0])
+        free = self.param.to_free(actions).requires_grad_(True)
+        states = self.initial_states(state0, goal, actions, warm_states, generator).requires_grad_(True)
 
-            def fresh_optimizer() -> torch.optim.Optimizer:
-                return make_optimizer(self.optimizer, [{"params": [states], "lr": self.lr_states},
-                                                       {"params": [actions], "lr": self.lr_actions}])
+        def fresh_optimizer() -> torch.optim.Optimizer:
+            return make_optimizer(self.optimizer, [{"params": [states], "lr": self.lr_states},
+                                                   {"params": [free], "lr": self.lr_actions}])
 
-            opt = fresh_optimizer()
-            curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
-                                                       "grad_norm_actions", "time", "sync_cost", "sync_cost_before")}
-            for k in range(n):
-                energy = self.energy(state0, states, actions, goal)
-                loss = energy.dynamics + gammas[k] * energy.goal_term  # (B,): summed, each problem its own grad
-                states.grad, actions.grad = torch.autograd.grad(loss.sum(), [states, actions])
-                opt.step()
-                with torch.no_grad():
-                    if sigmas[k] > 0:
-                        states.add_(sigmas[k] * sample_normal(states.shape, generator, self.device))
-                    actions.copy_(self.clamp_actions(actions))
-                curves["loss"].append(loss.detach())
-                curves["dynamics"].append(energy.dynamics.detach())
-                curves["goal_term"].append(energy.goal_term.detach())
-                curves["grad_norm_states"].append(states.grad.norm())
-                curves["grad_norm_actions"].append(actions.grad.norm())
-                if do_sync and (k + 1) % self.sync_every == 0:
-                    before, after = self.sync(state0, actions, goal)
-                    curves["sync_cost_before"].append(before)
-                    curves["sync_cost"].append(after)
-                    opt = fresh_optimizer()  # stale moments would fight the synced actions
-                curves["time"].append(time.perf_counter() - start)
-        actions = self.clamp_actions(actions.detach())
+        opt = fresh_optimizer()
+        curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
+                                                   "grad_norm_actions", "horizon", "time")}
+        events: dict[str, list] = {k: [] for k in ("sync_cost_before", "sync_cost", "sync_iteration",
+                                                   "rollout_cost", "rollout_iteration")}
+        for k in range(n):
+            if k > 0 and k in stage_start:  # curriculum: grow to the next horizon, fresh optimiser
+                grown_states, grown_free = self.grow(state0, goal, states, free, stage_start[k])
+                states, free = grown_states.requires_grad_(True), grown_free.requires_grad_(True)
+                opt = fresh_optimizer()
+            dynamics, goal_term = self.accumulate_gradients(state0, states, free, goal, gammas[k], dyn_weights[k])
+            opt.step()
+            with torch.no_grad():
+                if sigmas[k] > 0:  # noise on the states only, after the step
+                    states.add_(sigmas[k] * sample_normal(states.shape, generator, self.device))
+                if self.state_clip is not None:
+                    states.clamp_(-self.state_clip, self.state_clip)
+                self.param.project_(free)
+            curves["loss"].append(dyn_weights[k] * dynamics + gammas[k] * goal_term)
+            curves["dynamics"].append(dynamics)
+            curves["goal_term"].append(goal_term)
+            curves["grad_norm_states"].append(states.grad.flatten(1).norm(dim=1))
+            curves["grad_norm_actions"].append(free.grad.flatten(1).norm(dim=1))
+            curves["horizon"].append(free.shape[1])
+            latest = None
+            if self.sync != "none" and (k + 1) % self.sync_every == 0:
+                before, latest = self.run_sync(state0, goal, free, generator)
+                events["sync_cost_before"].append(before)
+                events["sync_cost"].append(latest)
+                events["sync_iteration"].append(k)
+                opt = fresh_optimizer()  # stale moments would fight the synced actions
+            if self.eval_every and (k + 1) % self.eval_every == 0:
+                if latest is None:
+                    with torch.no_grad():
+                        latest = self.rollout_cost(state0, self.param.to_actions(free), goal)
+                events["rollout_cost"].append(latest)
+                events["rollout_iteration"].append(k)
+            curves["time"].append(time.perf_counter() - start)
+            if (self.tolerance > 0 and latest is not None and free.shape[1] == self.horizon
+                    and bool((latest <= self.tolerance).all())):
+                break
+        info = {key: torch.stack(v).cpu() if torch.is_tensor(v[0]) else torch.tensor(v)
+                for key, v in {**curves, **events}.items() if v}
+        used = len(curves["time"])
+        info.update(sigma=torch.tensor(sigmas[:used]), gamma=torch.tensor(gammas[:used]),
+                    dynamics_weight=torch.tensor(dyn_weights[:used]), iterations=used)
+        return PlanResult(self.param.to_actions(free.detach()), info, states.detach())
+
+    def run_sync(self, state0, goal, free, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pull the plan back onto what the model really does: shooting steps on the actions
+        alone (gd) or a short CEM around them (cem). Each problem keeps its best iterate, so
+        a sync never raises the true cost. Updates `free` in place; returns the true cost
+        before and after."""
+        if self.sync == "gd":
+            shot = shoot(self, state0, goal, free, self.param, self.sync_steps, self.sync_lr)
+            best, before, after = shot.free, shot.cost_before, shot.cost
+        else:
+            cem = CEMPlanner(self.world_model, free.shape[1], iterations=self.sync_steps, samples=self.sync_samples,
+                             elites=max(1, self.sync_samples // 8), init_std=self.sync_std, min_std=0.0,
+                             return_best=True, action_low=self.action_low.tolist(),
+                             action_high=self.action_high.tolist(), state_weights=self.state_weights.tolist())
+            with torch.no_grad():
+                actions = self.param.to_actions(free.detach())
+                before = self.rollout_cost(state0, actions, goal)
+                refined = cem._optimize(state0, goal, actions, None, generator)
+                after = refined.info["best_cost"][-1].to(self.device)
+                better = after < before
+                best = torch.where(better[:, None, None], self.param.to_free(refined.actions), free.detach())
+                after = torch.minimum(after, before)
         with torch.no_grad():
-            final_cost = self.rollout_cost(state0, actions, goal)
-        info = {key: torch.stack(vals).cpu() for key, vals in curves.items() if vals and key != "time"}
-        info.update(time=torch.tensor(curves["time"]), sigma=torch.tensor(sigmas), gamma=torch.tensor(gammas),
-                    final_cost=final_cost.cpu(), iterations=n)
-        return PlanResult(actions, info)
+            free.copy_(best)
+        return before, after
 
-    def sync(self, state0, actions, goal) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shooting steps on the actions alone (full backprop through the serial rollout), which
-        pull the plan back onto what the model really does. Each problem keeps its best iterate
-        (Adam's first steps have size ~lr whatever the gradient, and could spoil a converged
-        plan), so a sync never raises the true cost. Returns the true cost before and after."""
-        opt = torch.optim.Adam([actions], lr=self.sync_lr)
-        best = actions.detach().clone()
-        for j in range(self.sync_steps + 1):  # the extra pass only scores the last iterate
-            with torch.set_grad_enabled(j < self.sync_steps):
-                cost = self.rollout_cost(state0, actions, goal)
-            if j == 0:
-                before = best_cost = cost.detach()
-            else:
-                better = cost.detach() < best_cost
-                best = torch.where(better[:, None, None], actions.detach(), best)
-                best_cost = torch.where(better, cost.detach(), best_cost)
-            if j < self.sync_steps:
-                (actions.grad,) = torch.autograd.grad(cost.sum(), [actions])
-                opt.step()
-                with torch.no_grad():
-                    actions.copy_(self.clamp_actions(actions))
-        with torch.no_grad():
-            actions.copy_(best)
-        return before, best_cost
+
+class LatCoPlanner(GraspPlanner):
+    """LatCo-style collocation (Rybkin et al. 2021): lifted states with full gradients, no
+    noise, no goal shaping, no sync; optionally a growing dynamics-violation multiplier
+    (dynamics_weight_*). Exactly GraspPlanner with those knobs at their "off" values."""
+
+    def __init__(self, world_model: WorldModel, horizon: int, *, alpha: float = 1.0,
+                 gamma_init: float = 0.0, gamma_final: float = 0.0, gamma_schedule: str = "constant",
+                 sigma_init: float = 0.0, sigma_final: float = 0.0, sigma_schedule: str = "constant",
+                 sync: str = "none", **kwargs) -> None:
+        super().__init__(world_model, horizon, alpha=alpha, gamma_init=gamma_init, gamma_final=gamma_final,
+                         gamma_schedule=gamma_schedule, sigma_init=sigma_init, sigma_final=sigma_final,
+                         sigma_schedule=sigma_schedule, sync=sync, **kwargs)

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
-from grasp.planners.base import Planner, shift_plan
+from grasp.planners.base import Planner, WarmStart, select_problems
 
 
 @dataclass
@@ -23,7 +23,11 @@ class EpisodeOutcome:
     plan_time: float = 0.0
     plan_calls: int = 0
     time_to_success: float = float("nan")
+    #: per plan() call: true model rollout cost of the returned plan, and iterations run
     final_cost: list[float] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    #: this episode's slice of the first plan() call's info (per-iteration curves)
+    first_plan_info: dict | None = None
     #: the actions executed in the simulator, in order (for replay and videos)
     actions: list[np.ndarray] = field(default_factory=list)
 
@@ -58,7 +62,7 @@ def run_mpc(
         goal_model = model.encode(torch.as_tensor(goals, dtype=torch.float32, device=device))
     outcomes = [EpisodeOutcome() for _ in range(n)]
     active = np.ones(n, dtype=bool)
-    warm: torch.Tensor | None = None  # (n, T, A) previous plans, rows of finished episodes unused
+    warm: WarmStart | None = None  # previous plans of all n episodes, rows of finished ones unused
     t0 = time.perf_counter()
     bar = tqdm(total=budget, desc="mpc", unit="step", disable=not progress, leave=False, mininterval=1.0)
     steps_done = 0
@@ -70,16 +74,20 @@ def run_mpc(
         result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx], generator=generator)
         actions = result.actions.detach()
         plan_seconds = time.perf_counter() - plan_start
+        shifted = result.warm_start(execute)
         if warm is None:
-            warm = torch.zeros(n, horizon, planner.action_dim, device=device)
-        warm[idx] = shift_plan(actions, execute)
-        final_cost = result.info.get("final_cost")
+            lifted = None if shifted.states is None else shifted.states.new_zeros(n, *shifted.states.shape[1:])
+            warm = WarmStart(torch.zeros(n, horizon, planner.action_dim, device=device), lifted)
+        warm[idx] = shifted
+        final_cost = result.info["final_cost"]
         actions_np = actions.cpu().numpy()
         for row, i in enumerate(idx):
             outcomes[i].plan_time += plan_seconds
             outcomes[i].plan_calls += 1
-            if final_cost is not None:
-                outcomes[i].final_cost.append(float(final_cost[row]))
+            outcomes[i].final_cost.append(float(final_cost[row]))
+            outcomes[i].iterations.append(int(result.info.get("iterations", 0)))
+            if outcomes[i].first_plan_info is None:
+                outcomes[i].first_plan_info = select_problems(result.info, row)
         n_exec = min(execute, budget - steps_done)
         for j in range(n_exec):
             for row, i in enumerate(idx):

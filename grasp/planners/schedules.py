@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 SCHEDULES = ("constant", "linear", "cosine", "exp")
 #: the "exp" schedule with a zero endpoint shrinks the gap to `final` by this factor overall
 EXP_EPS = 1e-3
@@ -64,14 +62,3 @@ def check_schedule(key: str, kind: str, init: float, final: float) -> None:
     check_choice(f"{key}_schedule", kind, SCHEDULES)
     check_range(f"{key}_init", init, 0.0)
     check_range(f"{key}_final", final, 0.0)
-
-
-def check_problem(planner, state0, goal) -> tuple:
-    """state0 and goal as (B, D) float tensors on the planner's device, or a clear error."""
-    state0 = torch.as_tensor(state0, dtype=torch.float32, device=planner.device)
-    goal = torch.as_tensor(goal, dtype=torch.float32, device=planner.device)
-    D = planner.state_dim
-    if state0.ndim != 2 or state0.shape[1] != D or goal.shape != state0.shape:
-        raise ValueError(f"plan() needs state0 and goal of shape (B, {D}), "
-                         f"got {list(state0.shape)} and {list(goal.shape)}")
-    return state0, goal

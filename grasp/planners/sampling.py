@@ -1,0 +1,125 @@
+"""The loop the sampling planners (CEM, iCEM, MPPI) share: draw action sequences around a
+per-problem Gaussian (white or temporally coloured noise), roll all B x S of them out in one
+batched call per model step, refit the Gaussian. Gradient-free, so immune to sharp model
+Jacobians, but the samples needed grow with the dimension T * A of the plan."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Sequence
+
+import torch
+
+from grasp.models.base import WorldModel
+from grasp.planners.base import Planner, PlanResult, sample_normal
+from grasp.planners.schedules import check_range
+
+
+def colored_noise(shape: Sequence[int], beta: float, generator: torch.Generator | None,
+                  device: torch.device) -> torch.Tensor:
+    """Gaussian noise (..., T, A) with power spectrum ~ 1/f^beta along T and unit variance
+    per entry: beta = 0 is white; beta = 2 (iCEM's default) gives smooth, correlated actions."""
+    *lead, T, A = shape
+    if beta == 0 or T == 1:
+        return sample_normal(tuple(shape), generator, device)
+    freqs = torch.fft.rfftfreq(T, device=device)
+    freqs[0] = freqs[1]  # the constant component gets the weight of the lowest frequency
+    scale = freqs ** (-beta / 2.0)
+    re = sample_normal((*lead, A, len(freqs)), generator, device)
+    im = sample_normal((*lead, A, len(freqs)), generator, device)
+    signal = torch.fft.irfft(torch.complex(re * scale, im * scale), n=T, norm="ortho")
+    # Variance of each entry: the first bin (and the last when T is even) enters with its real
+    # part once; every other bin enters as 2 Re(X e^{i theta}), variance 4 |scale|^2.
+    weight = torch.full_like(scale, 4.0)
+    weight[0] = 1.0
+    if T % 2 == 0:
+        weight[-1] = 1.0
+    var = float((weight * scale**2).sum()) / T
+    return (signal / math.sqrt(var)).transpose(-1, -2)
+
+
+class SamplingPlanner(Planner):
+    """Iterate: sample S sequences per problem (sample 0 is the current mean, so a good mean
+    is never lost to bad draws), score them by the true rollout cost, refit. Subclasses
+    implement :meth:`refit`."""
+
+    def __init__(
+        self,
+        world_model: WorldModel,
+        horizon: int,
+        iterations: int = 6,
+        samples: int = 256,
+        init_std: float = 0.5,
+        min_std: float = 0.05,
+        noise_beta: float = 0.0,
+        return_best: bool = False,
+        action_low: float | Sequence[float] = -1.0,
+        action_high: float | Sequence[float] = 1.0,
+        state_weights: Sequence[float] | None = None,
+        restarts: int = 1,
+        restart_noise: float = 0.3,
+        warm_start: bool = True,
+        tolerance: float = 0.0,
+    ) -> None:
+        super().__init__(world_model, horizon, action_low, action_high, state_weights,
+                         restarts, restart_noise, warm_start, tolerance)
+        self.iterations = check_range("iterations", iterations, 1, integer=True)
+        self.samples = check_range("samples", samples, 1, integer=True)
+        self.init_std = check_range("init_std", init_std, 0.0)
+        self.min_std = check_range("min_std", min_std, 0.0)
+        self.noise_beta = check_range("noise_beta", noise_beta, 0.0, 5.0)
+        self.return_best = bool(return_best)
+
+    def sample_count(self, iteration: int) -> int:
+        return self.samples
+
+    def refit(self, actions: torch.Tensor, cost: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """New (mean, std) (N, T, A) from samples (N, S, T, A) and their costs (N, S)."""
+        raise NotImplementedError
+
+    def carried(self, actions: torch.Tensor, cost: torch.Tensor) -> torch.Tensor | None:
+        """Samples (N, K, T, A) to put back into the next iteration's draw (iCEM's kept elites)."""
+        return None
+
+    @torch.no_grad()
+    def _optimize(self, state0, goal, actions, states, generator) -> PlanResult:
+        start = time.perf_counter()
+        N, T, A = actions.shape
+        mean = actions
+        std = torch.full_like(mean, max(self.init_std, self.min_std))
+        best, best_cost = mean.clone(), torch.full((N,), math.inf, device=self.device)
+        keep: torch.Tensor | None = None
+        curves: dict[str, list] = {"best_cost": [], "mean_cost": [], "std": [], "time": []}
+        for k in range(self.iterations):
+            S = self.sample_count(k)
+            noise = colored_noise((N, S, T, A), self.noise_beta, generator, self.device)
+            noise[:, 0] = 0.0
+            draws = self.clamp_actions(mean[:, None] + std[:, None] * noise)
+            if keep is not None:
+                draws = torch.cat([draws[:, : S - keep.shape[1]], keep], dim=1)
+            cost = self.score(state0, goal, draws)  # (N, S)
+            low, idx = cost.min(dim=1)
+            better = low < best_cost
+            best = torch.where(better[:, None, None], draws[torch.arange(N), idx], best)
+            best_cost = torch.minimum(low, best_cost)
+            keep = self.carried(draws, cost)
+            mean, std = self.refit(draws, cost, mean, std)
+            mean, std = self.clamp_actions(mean), std.clamp_min(self.min_std)
+            curves["best_cost"].append(best_cost.clone())
+            curves["mean_cost"].append(cost[:, 0])
+            curves["std"].append(std.flatten(1).mean(1))
+            curves["time"].append(time.perf_counter() - start)
+            if self.tolerance > 0 and bool((best_cost <= self.tolerance).all()):
+                break
+        info = {key: torch.stack(v).cpu() for key, v in curves.items() if key != "time"}
+        info.update(time=torch.tensor(curves["time"]), iterations=len(curves["time"]))
+        return PlanResult(best if self.return_best else mean, info)
+
+    def score(self, state0: torch.Tensor, goal: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
+        """True rollout cost of every sample: one batched rollout over N * S sequences."""
+        N, S, T, A = draws.shape
+        s0 = state0[:, None].expand(N, S, -1).reshape(N * S, -1)
+        final = self.world_model.rollout(s0, draws.reshape(N * S, T, A))[:, -1].view(N, S, -1)
+        return self.goal_cost(final, goal[:, None])
