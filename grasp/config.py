@@ -62,6 +62,8 @@ def validate(cfg: DictConfig) -> None:
              "a fraction that leaves at least one validation episode", cfg.data.val_fraction)
     _require(cfg.train.rollout_len <= cfg.data.episode_len, "train.rollout_len",
              f"at most data.episode_len ({cfg.data.episode_len})", cfg.train.rollout_len)
+    plan_curves = cfg.eval.get("plan_curves", 0)
+    _require(isinstance(plan_curves, int) and plan_curves >= 0, "eval.plan_curves", "an integer >= 0", plan_curves)
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)
     _require(cfg.eval.replan_every <= cfg.horizon, "eval.replan_every", f"at most horizon ({cfg.horizon})",
              cfg.eval.replan_every)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pandas as pd
 import torch
 from hydra.errors import InstantiationException
@@ -152,6 +153,9 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
             "success": bool(outcome.success), "steps": outcome.steps, "final_distance": outcome.final_distance,
             "plan_time": outcome.plan_time, "plan_calls": outcome.plan_calls,
             "time_to_success": outcome.time_to_success,
+            # planner diagnostics: mean iterations per plan() call; the model's rollout cost of the last plan
+            "plan_iterations": float(np.mean(outcome.iterations)) if outcome.iterations else float("nan"),
+            "model_final_cost": outcome.final_cost[-1] if outcome.final_cost else float("nan"),
         })
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     with atomic_path(output_dir / "results.csv") as tmp:
@@ -165,9 +169,43 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
         wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
             "success", "steps", "final_distance", "plan_time", "time_to_success")}})
     wandb_run.log_table("episodes", results)
+    log_plan_curves(wandb_run, [o.first_plan_info for o in outcomes[: int(cfg.eval.get("plan_curves", 0))]])
     summary = table.iloc[0].to_dict()
     wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
                        "eval/median_time_to_success_s": summary["median_time_to_success_s"],
                        "eval/mean_final_distance": summary["mean_final_distance"],
                        "eval/episodes": episodes, "eval/wall_time_s": elapsed})
     return results
+
+
+#: info curves recorded at some iterations only -> the entry that says which
+PLAN_EVENTS = {"sync_cost": "sync_iteration", "sync_cost_before": "sync_iteration", "rollout_cost": "rollout_iteration"}
+
+
+def plan_curves(infos: list[dict | None]) -> list[dict[str, float]]:
+    """W&B rows, one per optimisation iteration, from the first plan() call of some episodes:
+    plan/ep<i>/<curve> for every per-iteration curve, and sync / rollout costs at the
+    iterations where they were measured."""
+    rows: dict[int, dict[str, float]] = {}
+    skip = set(PLAN_EVENTS) | set(PLAN_EVENTS.values()) | {"restart_costs"}
+    for episode, info in enumerate(infos):
+        if not info:
+            continue
+        iterations = int(info.get("iterations", 0))
+        for key, value in info.items():
+            if key not in skip and torch.is_tensor(value) and value.ndim == 1 and len(value) == iterations:
+                for k, v in enumerate(value.tolist()):
+                    rows.setdefault(k, {})[f"plan/ep{episode}/{key}"] = v
+        for key, where in PLAN_EVENTS.items():
+            if key in info and where in info:
+                for k, v in zip(info[where].tolist(), info[key].tolist()):
+                    rows.setdefault(k, {})[f"plan/ep{episode}/{key}"] = v
+    return [{"plan/iteration": k, **rows[k]} for k in sorted(rows)]
+
+
+def log_plan_curves(wandb_run: WandbRun, infos: list[dict | None]) -> None:
+    rows = plan_curves(infos)
+    if rows:
+        wandb_run.define_axis("plan/*", "plan/iteration")
+        for row in rows:
+            wandb_run.log(row)

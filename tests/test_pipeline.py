@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hydra
 import pytest
+import torch
 
 from conftest import compose_config
 from grasp.config import ConfigError
@@ -57,3 +58,22 @@ def test_cache_keys_track_what_determines_each_artifact():
     assert model_key(base) != model_key(compose_config(["train.steps=7"]))
     assert model_key(base) != model_key(compose_config(["world_model.depth=2"]))
     assert model_key(base) != model_key(compose_config(["data.seed=3"]))
+
+
+def test_plan_curves_put_every_curve_and_each_sync_on_the_iteration_axis():
+    from grasp.models.analytic import LinearWorldModel
+    from grasp.pipeline import plan_curves
+    from grasp.planners.base import select_problems
+    from test_planners import make_planner
+
+    model = LinearWorldModel.double_integrator()
+    planner = make_planner("grasp", model, horizon=6, iterations=10, sync_every=5, eval_every=2)
+    info = planner.plan(torch.zeros(2, 4), torch.ones(2, 4)).info
+    rows = plan_curves([select_problems(info, 0), select_problems(info, 1)])
+    assert [row["plan/iteration"] for row in rows] == list(range(10))
+    for ep in (0, 1):
+        assert [row[f"plan/ep{ep}/dynamics"] for row in rows] == info["dynamics"][:, ep].tolist()
+        assert [row[f"plan/ep{ep}/sigma"] for row in rows] == info["sigma"].tolist()
+        assert [k for k, row in enumerate(rows) if f"plan/ep{ep}/sync_cost" in row] == [4, 9]
+        assert [k for k, row in enumerate(rows) if f"plan/ep{ep}/rollout_cost" in row] == [1, 3, 5, 7, 9]
+    assert plan_curves([None, {}]) == []

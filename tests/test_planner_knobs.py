@@ -142,7 +142,7 @@ def final_distance_sq(model, start, actions, goal):
 
 def test_horizon_curriculum_grows_to_the_full_horizon():
     model = LinearWorldModel.single_integrator()
-    start, goal = problems(batch=4, distance=2.0, seed=7)
+    start, goal = problems(batch=4, distance=1.0, seed=7)
     planner = make_planner("grasp", model, horizon=40, iterations=90, curriculum=[0.25, 0.5], sync_every=30)
     assert planner.stage_horizons() == [10, 20, 40]
     result = planner.plan(start, goal, generator=gen(0))
@@ -244,7 +244,7 @@ def test_latco_is_grasp_with_noise_stopgrad_goal_and_sync_off():
     start, goal = double_integrator_problems(3, 0.6, seed=11)
     latco = make_planner("latco", model, horizon=15, iterations=40)
     grasp = make_planner("grasp", model, horizon=15, iterations=40, alpha=1.0, sigma_init=0.0, sigma_final=0.0,
-                         gamma_init=0.0, gamma_final=0.0, sync="none")
+                         gamma_init=0.0, gamma_final=0.0, sync="none", lr_actions=latco.lr_actions)
     a, b = latco.plan(start, goal, generator=gen(0)), grasp.plan(start, goal, generator=gen(5))
     assert torch.equal(a.actions, b.actions)
     assert "sync_cost" not in a.info and a.info["sigma"].eq(0).all() and a.info["gamma"].eq(0).all()

@@ -35,6 +35,11 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     assert 0.0 <= run["summary"]["eval/success_rate"] <= 1.0
     assert any("train/loss" in row for row in run["history"])
     assert sum("episode/final_distance" in row for row in run["history"]) == 2
+    # the first plan's per-iteration curves of both episodes, on their own axis
+    curves = [row for row in run["history"] if "plan/iteration" in row]
+    assert [row["plan/iteration"] for row in curves] == list(range(25))  # TINY: planner.iterations=25
+    assert all({"plan/ep0/best_cost", "plan/ep1/best_cost"} <= set(row) for row in curves)
+    assert (results["plan_iterations"] == 25).all() and (results["model_final_cost"] >= 0).all()
 
     datasets = list((tmp_path / "outputs" / "cache" / "data" / "wall").glob("*.npz"))
     checkpoints = list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))

@@ -8,6 +8,7 @@ import pandas as pd
 RESULT_COLUMNS = [
     "exp_name", "planner", "env", "horizon", "seed", "episode", "episode_seed", "open_loop",
     "success", "steps", "final_distance", "plan_time", "plan_calls", "time_to_success",
+    "plan_iterations", "model_final_cost",
 ]
 
 

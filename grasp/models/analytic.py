@@ -49,3 +49,40 @@ class LinearWorldModel(WorldModel):
         A = torch.cat([torch.cat([eye, dt * eye], 1), torch.cat([zero, eye], 1)], 0)
         B = torch.cat([0.5 * dt**2 * eye, dt * eye], 0)
         return cls(A, B)
+
+    @classmethod
+    def unstable(cls, radius: float = 1.03, angle: float = 0.1, dt: float = 0.1) -> "LinearWorldModel":
+        """A 2-D system spinning outwards: A = radius * rotation(angle) (spectral radius
+        `radius` > 1, so errors in early actions grow like radius**T), B = dt * I."""
+        c, s = torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))
+        return cls(radius * torch.stack([torch.stack([c, -s]), torch.stack([s, c])]), dt * torch.eye(2))
+
+
+class PointWallModel(WorldModel):
+    """A 2-D point moved by velocity commands (s' = s + dt * a) that cannot cross the wall
+    x = 0 except through the door |y| < door: a blocked step stops just short of the wall.
+    Piecewise linear, so gradient planners meet a non-convex landscape with a known answer
+    (go through the door)."""
+
+    def __init__(self, dt: float = 0.1, door: float = 0.2, margin: float = 1e-3) -> None:
+        super().__init__()
+        self.state_dim = self.action_dim = 2
+        self.dt, self.door, self.margin = float(dt), float(door), float(margin)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs
+
+    def decode(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        moved = state + self.dt * action
+        x0, x1 = state[..., 0], moved[..., 0]
+        crosses = (x0 * x1) <= 0
+        # where the segment meets x = 0
+        frac = (x0 / (x0 - x1).where((x0 - x1).abs() > 1e-12, torch.ones_like(x0))).clamp(0, 1)
+        y_cross = state[..., 1] + frac * (moved[..., 1] - state[..., 1])
+        blocked = crosses & (y_cross.abs() >= self.door) & (x0 != 0)
+        stop_x = torch.sign(x0) * self.margin
+        x = torch.where(blocked, stop_x, x1)
+        return torch.stack([x, moved[..., 1]], dim=-1)
