@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,8 @@ SUCCESS = 0.05  # a plan succeeds when its final (goal-weighted) distance is und
 #: (design.md section 1): constant goal weight, full stop-grad, no action bounds.
 CONFIGS: dict[str, tuple[str, dict]] = {
     "grasp": ("grasp", {}),
+    # the defaults shipped before this study: larger action steps, a 10-step sync at lr 0.05
+    "grasp_coarse": ("grasp", dict(lr_actions=0.05, sync_steps=10, sync_lr=0.05)),
     "grasp_author": ("grasp", dict(iterations=750, lr_states=0.1, lr_actions=0.005, sigma_init=0.005,
                                    sigma_final=0.005, sigma_schedule="constant", gamma_init=1.0, gamma_final=1.0,
                                    gamma_schedule="constant", sync_every=50, sync_steps=10, sync_lr=0.05,
@@ -51,6 +54,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "grasp_author_bounded": ("grasp", dict(iterations=750, lr_states=0.1, lr_actions=0.005, sigma_init=0.005,
                                            sigma_final=0.005, sigma_schedule="constant", gamma_init=1.0,
                                            gamma_final=1.0, gamma_schedule="constant", sync_every=50)),
+    "grasp_long": ("grasp_long", {}),
     "grasp_no_sync": ("grasp_no_sync", {}),
     "gd": ("gd", {}),
     "cem": ("cem", {}),
@@ -114,7 +118,7 @@ def parse_grid(items: list[str]) -> list[dict]:
     axes = []
     for item in items:
         key, _, values = item.partition("=")
-        axes.append([(key, yaml_value(v)) for v in values.split(",")])
+        axes.append([(key, yaml_value(v)) for v in re.split(r",(?![^\[]*\])", values)])  # commas outside [...]
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
 
 
@@ -123,17 +127,34 @@ def yaml_value(text: str):
     return yaml.safe_load(text)
 
 
+def summary_tables(frame: pd.DataFrame) -> str:
+    """One Markdown table per problem: rows = horizon, columns = planner, cells =
+    'success % / median error (seconds)'."""
+    frame = frame.assign(cell=frame.apply(
+        lambda r: f"{r['success_%']:.0f} / {r['median_error']:.3g} ({r['time_s']:.1f} s)", axis=1))
+    parts = []
+    for problem, group in frame.groupby("problem", sort=False):
+        table = group.pivot(index="horizon", columns="planner", values="cell")[list(dict.fromkeys(group["planner"]))]
+        parts.append(f"**{problem}**\n\n" + table.to_markdown())
+    return "\n\n".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", nargs="+", default=["single", "double", "unstable", "wall"])
     parser.add_argument("--horizons", nargs="+", type=int, default=[25, 50, 100, 200])
     parser.add_argument("--planners", nargs="+", default=list(CONFIGS), help=f"from {', '.join(CONFIGS)}")
-    parser.add_argument("--grid", nargs="*", default=[], help="knob=v1,v2 ... applied to every planner")
+    parser.add_argument("--grid", nargs="*", default=[], help="knob=v1,v2 ... applied to every planner "
+                        "(values in YAML: curriculum=[],[0.25,0.5])")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "grasp_study.csv")
+    parser.add_argument("--table", type=Path, help="only print a written CSV as 'success % / median error' tables")
     args = parser.parse_args()
+    if args.table:
+        print(summary_tables(pd.read_csv(args.table)))
+        return
     torch.set_num_threads(args.threads)
     unknown = set(args.planners) - set(CONFIGS)
     if unknown:

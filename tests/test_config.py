@@ -77,3 +77,11 @@ def test_bad_run_values_name_the_key(override, key):
     cfg = compose_config([override])
     with pytest.raises(ConfigError, match=f"'{key}'"):
         validate(cfg)
+
+
+def test_unknown_planner_name_lists_the_planners():
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="planner/foo") as err:
+        compose_config(["planner=foo"])
+    assert set(err.value.options) == set(options("planner"))

@@ -29,7 +29,7 @@ def double_integrator_problems(batch: int, distance: float, seed: int):
 
 # ---- every planner and preset runs through its YAML --------------------------------------------
 def test_the_planner_group_holds_the_suite_and_the_ablations():
-    assert {"grasp", "gd", "cem", "icem", "mppi", "latco", "grasp_no_noise", "grasp_no_stopgrad",
+    assert {"grasp", "grasp_long", "gd", "cem", "icem", "mppi", "latco", "grasp_no_noise", "grasp_no_stopgrad",
             "grasp_no_goal", "grasp_no_sync", "grasp_no_stopgrad_no_goal"} <= set(PLANNERS)
 
 

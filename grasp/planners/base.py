@@ -88,7 +88,9 @@ class PlanResult:
 
 
 class Planner:
-    """Base class: holds the model, horizon, action bounds and goal-dimension weights."""
+    """Base class: holds the model, horizon, action bounds, goal-dimension weights and the knobs
+    every planner shares (restarts, restart_noise, warm_start, tolerance); subclasses take
+    their own knobs and pass these on as ``**base``."""
 
     def __init__(
         self,

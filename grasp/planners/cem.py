@@ -4,7 +4,7 @@ a shrinking sample count and returns the best sequence seen rather than the mean
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 
@@ -16,28 +16,10 @@ from grasp.planners.schedules import check_range
 class CEMPlanner(SamplingPlanner):
     """Elite refit with optional momentum (weight of the old mean/std) and a std floor."""
 
-    def __init__(
-        self,
-        world_model: WorldModel,
-        horizon: int,
-        iterations: int = 6,
-        samples: int = 256,
-        elites: int = 32,
-        init_std: float = 0.5,
-        min_std: float = 0.05,
-        momentum: float = 0.0,
-        noise_beta: float = 0.0,
-        return_best: bool = False,
-        action_low: float | Sequence[float] = -1.0,
-        action_high: float | Sequence[float] = 1.0,
-        state_weights: Sequence[float] | None = None,
-        restarts: int = 1,
-        restart_noise: float = 0.3,
-        warm_start: bool = True,
-        tolerance: float = 0.0,
-    ) -> None:
-        super().__init__(world_model, horizon, iterations, samples, init_std, min_std, noise_beta, return_best,
-                         action_low, action_high, state_weights, restarts, restart_noise, warm_start, tolerance)
+    def __init__(self, world_model: WorldModel, horizon: int, elites: int = 32, momentum: float = 0.0,
+                 **sampling: Any) -> None:
+        """`sampling`: SamplingPlanner's knobs (iterations, samples, init_std, ...) and the shared ones."""
+        super().__init__(world_model, horizon, **sampling)
         self.elites = check_range("elites", elites, 1, self.samples, integer=True)
         self.momentum = check_range("momentum", momentum, 0.0, 1.0)
         if self.momentum == 1.0:
@@ -58,31 +40,9 @@ class ICEMPlanner(CEMPlanner):
     into the next draw, samples shrinking by sample_decay per iteration (never below
     2 * elites), and the best sequence seen returned."""
 
-    def __init__(
-        self,
-        world_model: WorldModel,
-        horizon: int,
-        iterations: int = 6,
-        samples: int = 256,
-        elites: int = 32,
-        init_std: float = 0.5,
-        min_std: float = 0.05,
-        momentum: float = 0.1,
-        noise_beta: float = 2.0,
-        keep_elites: float = 0.3,
-        sample_decay: float = 1.25,
-        return_best: bool = True,
-        action_low: float | Sequence[float] = -1.0,
-        action_high: float | Sequence[float] = 1.0,
-        state_weights: Sequence[float] | None = None,
-        restarts: int = 1,
-        restart_noise: float = 0.3,
-        warm_start: bool = True,
-        tolerance: float = 0.0,
-    ) -> None:
-        super().__init__(world_model, horizon, iterations, samples, elites, init_std, min_std, momentum, noise_beta,
-                         return_best, action_low, action_high, state_weights, restarts, restart_noise, warm_start,
-                         tolerance)
+    def __init__(self, world_model: WorldModel, horizon: int, keep_elites: float = 0.3, sample_decay: float = 1.25,
+                 momentum: float = 0.1, noise_beta: float = 2.0, return_best: bool = True, **cem: Any) -> None:
+        super().__init__(world_model, horizon, momentum=momentum, noise_beta=noise_beta, return_best=return_best, **cem)
         self.keep_elites = check_range("keep_elites", keep_elites, 0.0, 1.0)
         self.sample_decay = check_range("sample_decay", sample_decay, 1.0)
 

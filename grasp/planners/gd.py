@@ -6,7 +6,7 @@ product of T state Jacobians per gradient, serial over T.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 
@@ -31,16 +31,9 @@ class GDPlanner(Planner):
         action_noise_init: float = 0.0,
         action_noise_final: float = 0.0,
         action_noise_schedule: str = "constant",
-        action_low: float | Sequence[float] = -1.0,
-        action_high: float | Sequence[float] = 1.0,
-        state_weights: Sequence[float] | None = None,
-        restarts: int = 1,
-        restart_noise: float = 0.3,
-        warm_start: bool = True,
-        tolerance: float = 0.0,
+        **base: Any,
     ) -> None:
-        super().__init__(world_model, horizon, action_low, action_high, state_weights,
-                         restarts, restart_noise, warm_start, tolerance)
+        super().__init__(world_model, horizon, **base)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
         self.lr = check_range("lr", lr, 0.0)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)

@@ -10,7 +10,7 @@ baseline are configs, not code.
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 
@@ -105,16 +105,9 @@ class GraspPlanner(Planner):
         state_clip: float | None = None,
         chunk_size: int | None = None,
         eval_every: int = 0,
-        action_low: float | Sequence[float] = -1.0,
-        action_high: float | Sequence[float] = 1.0,
-        state_weights: Sequence[float] | None = None,
-        restarts: int = 1,
-        restart_noise: float = 0.3,
-        warm_start: bool = True,
-        tolerance: float = 0.0,
+        **base: Any,
     ) -> None:
-        super().__init__(world_model, horizon, action_low, action_high, state_weights,
-                         restarts, restart_noise, warm_start, tolerance)
+        super().__init__(world_model, horizon, **base)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
         self.lr_states = check_range("lr_states", lr_states, 0.0)

@@ -3,7 +3,7 @@ average of the samples, so every sample counts, the good ones most."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
 
 import torch
 
@@ -15,28 +15,10 @@ from grasp.planners.schedules import check_range
 class MPPIPlanner(SamplingPlanner):
     """Weighted mean update; the std stays at init_std unless update_std (weighted refit)."""
 
-    def __init__(
-        self,
-        world_model: WorldModel,
-        horizon: int,
-        iterations: int = 6,
-        samples: int = 256,
-        temperature: float = 0.1,
-        init_std: float = 0.5,
-        min_std: float = 0.05,
-        update_std: bool = False,
-        noise_beta: float = 0.0,
-        return_best: bool = False,
-        action_low: float | Sequence[float] = -1.0,
-        action_high: float | Sequence[float] = 1.0,
-        state_weights: Sequence[float] | None = None,
-        restarts: int = 1,
-        restart_noise: float = 0.3,
-        warm_start: bool = True,
-        tolerance: float = 0.0,
-    ) -> None:
-        super().__init__(world_model, horizon, iterations, samples, init_std, min_std, noise_beta, return_best,
-                         action_low, action_high, state_weights, restarts, restart_noise, warm_start, tolerance)
+    def __init__(self, world_model: WorldModel, horizon: int, temperature: float = 0.1, update_std: bool = False,
+                 **sampling: Any) -> None:
+        """`sampling`: SamplingPlanner's knobs (iterations, samples, init_std, ...) and the shared ones."""
+        super().__init__(world_model, horizon, **sampling)
         self.temperature = check_range("temperature", temperature, 0.0)
         if self.temperature == 0:
             raise ValueError("planner.temperature=0.0: allowed range is (0, inf)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -54,16 +54,9 @@ class SamplingPlanner(Planner):
         min_std: float = 0.05,
         noise_beta: float = 0.0,
         return_best: bool = False,
-        action_low: float | Sequence[float] = -1.0,
-        action_high: float | Sequence[float] = 1.0,
-        state_weights: Sequence[float] | None = None,
-        restarts: int = 1,
-        restart_noise: float = 0.3,
-        warm_start: bool = True,
-        tolerance: float = 0.0,
+        **base: Any,
     ) -> None:
-        super().__init__(world_model, horizon, action_low, action_high, state_weights,
-                         restarts, restart_noise, warm_start, tolerance)
+        super().__init__(world_model, horizon, **base)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
         self.samples = check_range("samples", samples, 1, integer=True)
         self.init_std = check_range("init_std", init_std, 0.0)
