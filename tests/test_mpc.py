@@ -87,3 +87,34 @@ def test_shift_plan_drops_executed_actions():
     assert shifted.shape == plan.shape
     torch.testing.assert_close(shifted[0, :3], plan[0, 2:])
     assert torch.all(shifted[0, 3:] == 0)
+
+
+def test_warm_start_shifts_states_and_rows_update_in_place():
+    actions = torch.arange(12.0).reshape(2, 3, 2)
+    states = torch.arange(8.0).reshape(2, 2, 2)  # s_1, s_2 of a 3-step plan
+    shifted = WarmStart(actions, states).shifted(1)
+    torch.testing.assert_close(shifted.actions[:, :2], actions[:, 1:])
+    assert torch.all(shifted.actions[:, 2] == 0)
+    torch.testing.assert_close(shifted.states, torch.stack([states[:, 1], states[:, 1]], dim=1))  # last repeated
+    everyone = WarmStart(torch.zeros(3, 3, 2), torch.zeros(3, 2, 2))
+    everyone[np.array([0, 2])] = shifted
+    torch.testing.assert_close(everyone[np.array([0, 2])].actions, shifted.actions)
+    assert torch.all(everyone.actions[1] == 0) and torch.all(everyone.states[1] == 0)
+
+
+def test_mpc_hands_grasp_its_previous_virtual_states(wall_model):
+    _, model = wall_model
+    planner = make_planner("grasp", model, horizon=8, iterations=10, sync_every=5, init="warm")
+    seen = []
+    original = planner._optimize
+
+    def spy(state0, goal, actions, states, generator):
+        seen.append(states)
+        return original(state0, goal, actions, states, generator)
+
+    planner._optimize = spy
+    tasks = [hydra.utils.instantiate(wall_model[0].env)]
+    starts = np.array([[-0.7, 0.7, 0.0, 0.0]])
+    goals = np.array([[0.7, -0.7, 0.0, 0.0]])
+    run_mpc(tasks, planner, starts, goals, max_steps=4, replan_every=2)
+    assert seen[0] is None and seen[1] is not None and seen[1].shape == (1, 7, 4)
