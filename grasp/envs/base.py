@@ -58,6 +58,15 @@ class Task(ABC):
     def render(self, size: int = 64) -> np.ndarray:
         """An RGB frame (size, size, 3) uint8 of the current state."""
 
+    def set_goal(self, goal: np.ndarray) -> None:
+        """Show `goal` in rendered frames (a marker); tasks without one ignore it."""
+
+    def exploration_action(self, rng: np.random.Generator, state: np.ndarray) -> np.ndarray:
+        """One action of the task's scripted data policy (`data.policy=scripted`), for tasks
+        where random actions teach the model nothing (e.g. Push-T: push the block)."""
+        raise NotImplementedError(f"env {self.name!r} has no scripted exploration policy: "
+                                  f"use data.policy=uniform or data.policy=colored")
+
     def distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
         """Euclidean distance over goal_dims; works on (..., D) batches."""
         idx = list(self.goal_dims)
