@@ -15,7 +15,8 @@ CONF_DIR = REPO_ROOT / "conf"
 STAGES = ("collect", "train", "evaluate")
 DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("disabled", "offline", "online")
-DATA_POLICIES = ("uniform", "colored")
+DATA_POLICIES = ("auto", "uniform", "colored", "scripted")
+GOAL_SOURCES = ("random", "rollout")
 
 
 def register_resolvers() -> None:
@@ -67,5 +68,10 @@ def validate(cfg: DictConfig) -> None:
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)
     _require(cfg.eval.replan_every <= cfg.horizon, "eval.replan_every", f"at most horizon ({cfg.horizon})",
              cfg.eval.replan_every)
+    _require(cfg.eval.goal_source in GOAL_SOURCES, "eval.goal_source", f"one of {list(GOAL_SOURCES)}",
+             cfg.eval.goal_source)
+    if cfg.eval.protocol is not None:
+        _require(Path(cfg.eval.protocol).is_file(), "eval.protocol", "the path of an existing protocol file",
+                 cfg.eval.protocol)
     if cfg.checkpoint is not None:
         _require(Path(cfg.checkpoint).is_file(), "checkpoint", "the path of an existing checkpoint file", cfg.checkpoint)

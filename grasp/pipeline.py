@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from grasp.config import ConfigError, config_hash, validate
 from grasp.envs.base import Task
 from grasp.eval.metrics import RESULT_COLUMNS, summarize, to_markdown
-from grasp.eval.protocol import start_goal_pairs
+from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.loggers import WandbRun
 from grasp.planners.base import Planner
 from grasp.planners.mpc import run_mpc
@@ -83,7 +83,9 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     task: Task = instantiate_checked(cfg.env, "env")
     dims = (task.state_dim, task.action_dim)
     name = planner_name(cfg)
-    # Fail on bad model or planner knobs now, before minutes of collection and training.
+    data_policy(cfg, task)
+    # Fail on bad model or planner knobs or a bad protocol file now, before minutes of collection and training.
+    protocol = evaluation_protocol(cfg, task) if "evaluate" in cfg.stages else None
     build_planner(cfg, instantiate_checked(cfg.world_model, "world_model", state_dim=dims[0], action_dim=dims[1]), task)
 
     wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{name}-{cfg.seed}", config=cfg,
@@ -95,7 +97,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
         model = _world_model(cfg, task, dims, device, wandb_run)
         if "evaluate" not in cfg.stages:
             return None
-        results = evaluate(cfg, task, model, name, device, output_dir, wandb_run)
+        results = evaluate(cfg, task, model, name, device, output_dir, wandb_run, protocol)
     finally:
         wandb_run.finish()
         task.close()
@@ -106,8 +108,18 @@ def _data_path(cfg: DictConfig, task: Task) -> Path:
     return Path(cfg.paths.data_dir) / task.name / f"{data_key(cfg)}.npz"
 
 
+def data_policy(cfg: DictConfig, task: Task) -> str:
+    """data.policy with `auto` resolved to the task's default; scripted needs a task that has one."""
+    policy = task.default_data_policy if cfg.data.policy == "auto" else str(cfg.data.policy)
+    if policy == "scripted" and not task.has_scripted_policy:
+        raise ConfigError(f"data.policy=scripted: env {task.name!r} has no scripted exploration policy; "
+                          f"allowed here: auto, uniform, colored")
+    return policy
+
+
 def _dataset(cfg: DictConfig, task: Task):
-    return load_or_collect(_data_path(cfg, task), task, cfg.data, data_key(cfg),
+    data_cfg = OmegaConf.merge(cfg.data, {"policy": data_policy(cfg, task)})
+    return load_or_collect(_data_path(cfg, task), task, data_cfg, data_key(cfg),
                            allow_collect="collect" in cfg.stages, progress=cfg.progress)
 
 
@@ -127,10 +139,34 @@ def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_
     return model
 
 
-def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
-             wandb_run: WandbRun) -> pd.DataFrame:
+def protocol_key(cfg: DictConfig, policy: str) -> str:
+    return config_hash(cfg.env, cfg.horizon, cfg.seed, cfg.eval.episodes, cfg.eval.goal_source, policy,
+                       cfg.data.correlation)
+
+
+def evaluation_protocol(cfg: DictConfig, task: Task) -> Protocol:
+    """The start/goal pairs: eval.protocol's file, or the cached pairs of this cell (drawn once,
+    shared by every planner)."""
     episodes = int(cfg.eval.episodes)
-    starts, goals, seeds = start_goal_pairs(task, episodes, int(cfg.seed))
+    if cfg.eval.protocol is not None:
+        try:
+            protocol = Protocol.load(cfg.eval.protocol)
+            protocol.check(task, cfg.eval.protocol, episodes)
+        except ValueError as exc:
+            raise ConfigError(f"eval.protocol: {exc}") from exc
+        log.info("evaluate: start/goal pairs from %s", cfg.eval.protocol)
+        return protocol.head(episodes)
+    policy = data_policy(cfg, task)
+    path = Path(cfg.paths.protocol_dir) / task.name / f"{protocol_key(cfg, policy)}.json"
+    return load_or_make_protocol(path, task, episodes, int(cfg.seed), int(cfg.horizon), str(cfg.eval.goal_source),
+                                 policy, float(cfg.data.correlation))
+
+
+def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
+             wandb_run: WandbRun, protocol: Protocol | None = None) -> pd.DataFrame:
+    episodes = int(cfg.eval.episodes)
+    protocol = evaluation_protocol(cfg, task) if protocol is None else protocol
+    starts, goals, seeds = protocol.starts, protocol.goals, protocol.episode_seeds
     tasks = [task] + [hydra.utils.instantiate(cfg.env) for _ in range(episodes - 1)]
     planner = build_planner(cfg, model, task)
     generator = torch.Generator(device=device).manual_seed(derive_seed(int(cfg.seed), 1))
@@ -156,6 +192,8 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
             # planner diagnostics: mean iterations per plan() call; the model's rollout cost of the last plan
             "plan_iterations": float(np.mean(outcome.iterations)) if outcome.iterations else float("nan"),
             "model_final_cost": outcome.final_cost[-1] if outcome.final_cost else float("nan"),
+            "plan_time_per_step": outcome.plan_time / max(outcome.steps, 1),
+            "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
         })
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     with atomic_path(output_dir / "results.csv") as tmp:
@@ -167,13 +205,17 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
     wandb_run.define_axis("episode/*", "episode/index")
     for i, row in enumerate(rows):
         wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
-            "success", "steps", "final_distance", "plan_time", "time_to_success")}})
+            "success", "steps", "final_distance", "plan_time", "time_to_success", "plan_time_per_step",
+            "model_divergence")}})
     wandb_run.log_table("episodes", results)
     log_plan_curves(wandb_run, [o.first_plan_info for o in outcomes[: int(cfg.eval.get("plan_curves", 0))]])
     summary = table.iloc[0].to_dict()
     wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
                        "eval/median_time_to_success_s": summary["median_time_to_success_s"],
                        "eval/mean_final_distance": summary["mean_final_distance"],
+                       "eval/success_ci95_%": summary["success_ci95_%"],
+                       "eval/mean_model_divergence": summary["mean_model_divergence"],
+                       "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
                        "eval/episodes": episodes, "eval/wall_time_s": elapsed})
     return results
 

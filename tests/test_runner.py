@@ -84,3 +84,7 @@ def test_multirun_sweeps_planners_and_aggregates(tmp_path):
     assert "Sweep summary" in proc.stdout
     # Both jobs shared one dataset and one checkpoint.
     assert len(list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))) == 1
+    # ... and one protocol file: both planners were evaluated on the same start/goal pairs.
+    assert len(list((tmp_path / "outputs" / "cache" / "protocols" / "wall").glob("*.json"))) == 1
+    assert list(per_job[0]["episode_seed"]) == list(per_job[1]["episode_seed"])
+    assert "success_ci95_%" in summary and per_job[0]["model_divergence"].notna().all()

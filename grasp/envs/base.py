@@ -25,6 +25,8 @@ class Task(ABC):
     success_threshold: float
     #: simulator steps per model step (the paper's frameskip)
     frame_skip: int = 1
+    #: the exploration policy `data.policy=auto` picks for this task
+    default_data_policy: str = "colored"
 
     @property
     def action_low(self) -> np.ndarray:
@@ -60,6 +62,10 @@ class Task(ABC):
 
     def set_goal(self, goal: np.ndarray) -> None:
         """Show `goal` in rendered frames (a marker); tasks without one ignore it."""
+
+    @property
+    def has_scripted_policy(self) -> bool:
+        return type(self).exploration_action is not Task.exploration_action
 
     def exploration_action(self, rng: np.random.Generator, state: np.ndarray) -> np.ndarray:
         """One action of the task's scripted data policy (`data.policy=scripted`), for tasks

@@ -8,23 +8,42 @@ import pandas as pd
 RESULT_COLUMNS = [
     "exp_name", "planner", "env", "horizon", "seed", "episode", "episode_seed", "open_loop",
     "success", "steps", "final_distance", "plan_time", "plan_calls", "time_to_success",
-    "plan_iterations", "model_final_cost",
+    "plan_iterations", "model_final_cost", "plan_time_per_step", "model_divergence", "model_max_divergence",
 ]
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate: sensible at 0 % and 100 % and for the few
+    trials a CPU run affords, unlike the normal approximation."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    p = successes / trials
+    denom = 1 + z**2 / trials
+    centre = (p + z**2 / (2 * trials)) / denom
+    half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (env, horizon, planner): success %, median time to success over the
-    successful episodes, mean final distance, mean planning time per call."""
+    """One row per (env, horizon, planner): success % with its 95% (Wilson) interval, median
+    time to success over the successful episodes, mean final distance, planning time per call
+    and per env step, and the model-vs-simulator divergence of the executed plans."""
     keys = ["env", "horizon", "planner"]
 
     def one(group: pd.DataFrame) -> pd.Series:
         solved = group.loc[group["success"].astype(bool), "time_to_success"]
+        low, high = wilson_interval(int(group["success"].astype(bool).sum()), len(group))
+        optional = {key: group[column].mean() for key, column in (
+            ("plan_time_per_step_s", "plan_time_per_step"), ("mean_model_divergence", "model_divergence"))
+            if column in group}
         return pd.Series({
             "episodes": len(group),
             "success_%": 100.0 * group["success"].astype(bool).mean(),
+            "success_ci95_%": f"{100 * low:.0f}-{100 * high:.0f}",
             "median_time_to_success_s": float(solved.median()) if len(solved) else np.nan,
             "mean_final_distance": group["final_distance"].mean(),
             "plan_time_per_call_s": (group["plan_time"] / group["plan_calls"].clip(lower=1)).mean(),
+            **optional,
         })
 
     rows = [one(group).rename(name) for name, group in results.groupby(keys, sort=True)]

@@ -1,22 +1,135 @@
-"""Start/goal pairs drawn from seeds, so every planner sees the same problems."""
+"""The evaluation protocol: start/goal pairs drawn once from seeds, saved to a file and reused
+by every planner, so planners are compared on identical problems.
+
+Goal sources (DINO-WM's habits): `random` draws a (start, goal) pair from the task's own
+sampler; `rollout` starts from a random valid state and takes the state reached `horizon`
+model steps into a trajectory of the data policy, so goals are reachable in the horizon.
+Episode i depends only on (seed, i); its seed is stored so any episode can be replayed.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
+from filelock import FileLock
 
 from grasp.envs.base import Task
-from grasp.utils import derive_seed
+from grasp.train.dataset import exploration_actions
+from grasp.utils import atomic_path, derive_seed
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+GOAL_SOURCES = ("random", "rollout")
 
 
 def episode_seed(seed: int, episode: int) -> int:
     return derive_seed(seed, episode)
 
 
-def start_goal_pairs(task: Task, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(starts (N, D), goals (N, D), per-episode seeds). Episode i depends only on (seed, i),
-    so a single episode can be replayed and more episodes extend the same list."""
+@dataclass
+class Protocol:
+    """Start/goal pairs of one evaluation cell. starts, goals (N, D) in the task's state space."""
+
+    env: str
+    state_dim: int
+    horizon: int
+    seed: int
+    goal_source: str
+    episode_seeds: list[int]
+    starts: np.ndarray
+    goals: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.episode_seeds)
+
+    def head(self, episodes: int) -> "Protocol":
+        """The first `episodes` pairs (episode i is the same whatever the total)."""
+        return Protocol(self.env, self.state_dim, self.horizon, self.seed, self.goal_source,
+                        self.episode_seeds[:episodes], self.starts[:episodes], self.goals[:episodes])
+
+    def save(self, path: str | Path) -> None:
+        record = {**asdict(self), "version": PROTOCOL_VERSION, "starts": self.starts.tolist(),
+                  "goals": self.goals.tolist()}
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Protocol":
+        path = Path(path)
+        try:
+            record = json.loads(path.read_text())
+            if record.get("version") != PROTOCOL_VERSION:
+                raise ValueError(f"version {record.get('version')!r}, expected {PROTOCOL_VERSION}")
+            fields = {k: record[k] for k in ("env", "state_dim", "horizon", "seed", "goal_source", "episode_seeds")}
+            starts = np.asarray(record["starts"], dtype=np.float64).reshape(len(fields["episode_seeds"]), -1)
+            goals = np.asarray(record["goals"], dtype=np.float64).reshape(starts.shape)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"protocol file {path} is not a readable protocol: {exc}") from exc
+        return cls(**fields, starts=starts, goals=goals)
+
+    def check(self, task: Task, path: str | Path, episodes: int) -> None:
+        """One clear error when this file does not fit the run."""
+        if self.env != task.name or self.state_dim != task.state_dim or self.starts.shape[1] != task.state_dim:
+            raise ValueError(f"protocol file {path} is for env {self.env!r} with state_dim {self.state_dim}, "
+                             f"but this run's env is {task.name!r} with state_dim {task.state_dim}")
+        if len(self) < episodes:
+            raise ValueError(f"protocol file {path} holds {len(self)} episodes, eval.episodes asks for {episodes}")
+
+
+def make_protocol(task: Task, episodes: int, seed: int, horizon: int, goal_source: str = "random",
+                  policy: str = "colored", correlation: float = 0.8) -> Protocol:
+    """Draw the pairs. `rollout` goals follow `policy` (the data policy) for `horizon` steps."""
+    if goal_source not in GOAL_SOURCES:
+        raise ValueError(f"eval.goal_source={goal_source!r}: allowed values are {', '.join(GOAL_SOURCES)}")
     seeds = [episode_seed(seed, i) for i in range(episodes)]
-    pairs = [task.sample_start_goal(np.random.default_rng(s)) for s in seeds]
-    starts = np.stack([p[0] for p in pairs])
-    goals = np.stack([p[1] for p in pairs])
-    return starts, goals, seeds
+    starts, goals = [], []
+    for s in seeds:
+        rng = np.random.default_rng(s)
+        if goal_source == "random":
+            start, goal = task.sample_start_goal(rng)
+        else:
+            start, goal = _rollout_pair(task, rng, horizon, policy, correlation)
+        starts.append(np.asarray(start, dtype=np.float64))
+        goals.append(np.asarray(goal, dtype=np.float64))
+    return Protocol(task.name, task.state_dim, int(horizon), int(seed), goal_source, seeds,
+                    np.stack(starts), np.stack(goals))
+
+
+def _rollout_pair(task: Task, rng: np.random.Generator, horizon: int, policy: str, correlation: float):
+    start = task.reset(task.sample_state(rng))
+    state = start
+    if policy == "scripted":
+        for _ in range(horizon):
+            state = task.step(task.exploration_action(rng, state))
+    else:
+        unit = exploration_actions(rng, horizon, task.action_dim, policy, correlation)
+        for action in task.action_low + (unit + 1.0) * 0.5 * (task.action_high - task.action_low):
+            state = task.step(action)
+    return start, state
+
+
+def load_or_make_protocol(path: Path, task: Task, episodes: int, seed: int, horizon: int, goal_source: str,
+                          policy: str, correlation: float) -> Protocol:
+    """The protocol at `path`, drawn and saved first when missing (one process at a time)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            protocol = Protocol.load(path)
+            protocol.check(task, path, episodes)
+            log.info("evaluate: reusing start/goal pairs %s", path)
+            return protocol.head(episodes)
+        protocol = make_protocol(task, episodes, seed, horizon, goal_source, policy, correlation)
+        protocol.save(path)
+        log.info("evaluate: wrote start/goal pairs %s (%d episodes, goals: %s)", path, episodes, goal_source)
+        return protocol
+
+
+def start_goal_pairs(task: Task, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(starts (N, D), goals (N, D), per-episode seeds) from the task's own sampler."""
+    protocol = make_protocol(task, episodes, seed, horizon=0, goal_source="random")
+    return protocol.starts, protocol.goals, protocol.episode_seeds

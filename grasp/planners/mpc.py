@@ -28,6 +28,11 @@ class EpisodeOutcome:
     iterations: list[int] = field(default_factory=list)
     #: this episode's slice of the first plan() call's info (per-iteration curves)
     first_plan_info: dict | None = None
+    #: model-vs-simulator divergence of the executed plans: task.distance between the state the
+    #: model predicted after each executed action (from the state the plan started at) and the
+    #: state the simulator reached; mean and max over the executed steps
+    divergence: float = float("nan")
+    max_divergence: float = float("nan")
     #: the actions executed in the simulator, in order (for replay and videos)
     actions: list[np.ndarray] = field(default_factory=list)
 
@@ -66,6 +71,7 @@ def run_mpc(
     t0 = time.perf_counter()
     bar = tqdm(total=budget, desc="mpc", unit="step", disable=not progress, leave=False, mininterval=1.0)
     steps_done = 0
+    chunks: list[tuple[np.ndarray, torch.Tensor, torch.Tensor, list[list[np.ndarray]]]] = []
     while active.any() and steps_done < budget:
         idx = np.flatnonzero(active)
         with torch.no_grad():
@@ -89,11 +95,14 @@ def run_mpc(
             if outcomes[i].first_plan_info is None:
                 outcomes[i].first_plan_info = select_problems(result.info, row)
         n_exec = min(execute, budget - steps_done)
+        reached: list[list[np.ndarray]] = [[] for _ in idx]
+        chunks.append((idx, s0, actions[:, :n_exec], reached))
         for j in range(n_exec):
             for row, i in enumerate(idx):
                 if not active[i]:
                     continue
                 states[i] = tasks[i].step(actions_np[row, j])
+                reached[row].append(states[i].copy())
                 outcomes[i].actions.append(actions_np[row, j])
                 outcomes[i].steps += 1
                 if not open_loop and tasks[i].success(states[i], goals[i]):
@@ -103,9 +112,27 @@ def run_mpc(
         steps_done += n_exec
         bar.update(n_exec)
     bar.close()
+    _measure_divergence(model, tasks, chunks, outcomes)
     for i, task in enumerate(tasks):
         outcomes[i].final_distance = float(task.distance(states[i], goals[i]))
         if open_loop and bool(task.success(states[i], goals[i])):
             outcomes[i].success = True
             outcomes[i].time_to_success = time.perf_counter() - t0
     return outcomes
+
+
+def _measure_divergence(model, tasks: list[Task], chunks, outcomes: list[EpisodeOutcome]) -> None:
+    """After the episodes (so it never counts as planning or time to success): replay each
+    executed chunk in the model from the state its plan started at and compare."""
+    gaps: list[list[float]] = [[] for _ in outcomes]
+    with torch.no_grad():
+        for idx, s0, actions, reached in chunks:
+            predicted = model.decode(model.rollout(s0, actions)).cpu().numpy().astype(np.float64)
+            for row, i in enumerate(idx):
+                if reached[row]:
+                    real = np.stack(reached[row])
+                    gaps[i].extend(np.atleast_1d(tasks[i].distance(predicted[row, : len(real)], real)).tolist())
+    for outcome, episode_gaps in zip(outcomes, gaps):
+        if episode_gaps:
+            outcome.divergence = float(np.mean(episode_gaps))
+            outcome.max_divergence = float(np.max(episode_gaps))

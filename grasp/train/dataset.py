@@ -67,7 +67,7 @@ def exploration_actions(
     if policy == "uniform":
         return rng.uniform(-1.0, 1.0, (steps, action_dim))
     if policy != "colored":
-        raise ValueError(f"data.policy={policy!r}: allowed 'uniform' or 'colored'")
+        raise ValueError(f"data.policy={policy!r}: allowed 'uniform' or 'colored' (or 'scripted', per step)")
     actions = np.empty_like(noise)
     actions[0] = noise[0]
     scale = np.sqrt(1.0 - correlation**2)
@@ -81,18 +81,30 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
     rng = np.random.default_rng(seed)
     states = np.empty((episodes, episode_len + 1, task.state_dim), dtype=np.float32)
     actions = np.empty((episodes, episode_len, task.action_dim), dtype=np.float32)
+    low, high = task.action_low, task.action_high
     for ep in tqdm(range(episodes), desc="collect", unit="ep", disable=not progress, mininterval=1.0):
-        ep_actions = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
-        low, high = task.action_low, task.action_high
-        ep_actions = low + (ep_actions + 1.0) * 0.5 * (high - low)
-        states[ep, 0] = task.reset(task.sample_state(rng))
+        state = states[ep, 0] = task.reset(task.sample_state(rng))
+        if policy != "scripted":  # open-loop noise, scaled to the task's bounds
+            planned = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
+            planned = low + (planned + 1.0) * 0.5 * (high - low)
         for t in range(episode_len):
-            states[ep, t + 1] = task.step(ep_actions[t])
-        actions[ep] = ep_actions
+            action = task.exploration_action(rng, state) if policy == "scripted" else planned[t]
+            actions[ep, t] = np.clip(action, low, high)
+            state = states[ep, t + 1] = task.step(actions[ep, t])
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
             "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
-            "policy": policy, "seed": seed}
+            "policy": policy, "seed": seed, "stats": statistics(states, actions)}
     return TrajectoryDataset(states, actions, meta)
+
+
+def statistics(states: np.ndarray, actions: np.ndarray) -> dict[str, list[float]]:
+    """Per-dimension mean/std/min/max of the states and actions, saved with the dataset."""
+    out: dict[str, list[float]] = {}
+    for name, values in (("state", states), ("action", actions)):
+        flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+        for stat, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
+            out[f"{name}_{stat}"] = fn(flat, axis=0).tolist()
+    return out
 
 
 def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_collect: bool,
