@@ -143,6 +143,7 @@ class WallTask(Task):
     def set_goal(self, goal: np.ndarray) -> None:
         """Show the goal as a red disc of the success radius in rendered frames."""
         self.model.site_pos[self._goal_site, :2] = np.asarray(goal)[:2]
+        mujoco.mj_kinematics(self.model, self.data)  # so the next frame shows it without a reset
 
     def render(self, size: int = 64) -> np.ndarray:
         if size not in self._renderers:
