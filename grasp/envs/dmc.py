@@ -17,6 +17,7 @@ from dm_control.suite import point_mass as suite_point_mass
 from dm_control.suite import reacher as suite_reacher
 
 from grasp.envs.base import Task
+from grasp.envs.rendering import FrameRenderer
 
 
 class DMCTask(Task):
@@ -51,7 +52,7 @@ class DMCTask(Task):
         model.geom_rbound[self._target] = self.success_threshold
         # Half transparent, so the arm / ball stays visible when it is at the goal.
         model.mat_rgba[model.geom_matid[self._target], 3] = 0.5
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._frames = FrameRenderer(self.physics.model.ptr)
         self.reset(np.zeros(self.state_dim))
 
     def _read_model(self) -> None:
@@ -110,16 +111,10 @@ class DMCTask(Task):
         mujoco.mj_kinematics(self.physics.model.ptr, self.physics.data.ptr)
 
     def render(self, size: int = 64) -> np.ndarray:
-        if size not in self._renderers:
-            self._renderers[size] = mujoco.Renderer(self.physics.model.ptr, size, size)
-        renderer = self._renderers[size]
-        renderer.update_scene(self.physics.data.ptr, camera=self.camera)
-        return renderer.render().copy()
+        return self._frames.frame(self.physics.data.ptr, size, self.camera)
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._frames.close()
 
 
 class PointMassTask(DMCTask):

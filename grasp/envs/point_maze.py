@@ -23,6 +23,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
+from grasp.envs.rendering import FrameRenderer
 
 # gymnasium_robotics prints a notice about its Adroit hand envs on import; irrelevant here.
 with contextlib.redirect_stderr(io.StringIO()):
@@ -68,7 +69,7 @@ class PointMazeTask(Task):
         self._maze = self.env.maze
         self._target_site = self.env.target_site_id
         self._goal_height = self._maze.maze_height / 2 * self._maze.maze_size_scaling
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._frames = FrameRenderer(self.model)
 
         agent = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "particle_geom")
         #: largest offset from a cell centre at which the ball cannot touch that cell's walls
@@ -153,18 +154,10 @@ class PointMazeTask(Task):
         mujoco.mj_kinematics(self.model, self.data)  # site_xpos, which the renderer draws from
 
     def render(self, size: int = 64) -> np.ndarray:
-        if size not in self._renderers:
-            visual = self.model.vis.global_
-            visual.offwidth, visual.offheight = max(visual.offwidth, size), max(visual.offheight, size)
-            self._renderers[size] = mujoco.Renderer(self.model, size, size)
-        renderer = self._renderers[size]
-        renderer.update_scene(self.data, camera=self._camera)
-        return renderer.render().copy()
+        return self._frames.frame(self.data, size, self._camera)
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._frames.close()
         if self.env is not None:
             self.env.close()
             self.env = None

@@ -41,6 +41,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
+from grasp.envs.rendering import FrameRenderer
 
 #: one unit of this task in the original's pixels
 PX = 256.0
@@ -236,7 +237,7 @@ class PushTTask(Task):
         self._scratch = mujoco.MjData(self.model)  # overlap checks of sampled states
         self._goal_body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "goal")
         self._goal_mocap = int(self.model.body_mocapid[self._goal_body])
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._frames = FrameRenderer(self.model)
         self._plan: _PushPlan | None = None
         mujoco.mj_forward(self.model, self.data)
 
@@ -397,15 +398,7 @@ class PushTTask(Task):
         mujoco.mj_kinematics(self.model, self.data)  # geom_xpos, which the renderer draws from
 
     def render(self, size: int = 64) -> np.ndarray:
-        if size not in self._renderers:
-            visual = self.model.vis.global_
-            visual.offwidth, visual.offheight = max(visual.offwidth, size), max(visual.offheight, size)
-            self._renderers[size] = mujoco.Renderer(self.model, size, size)
-        renderer = self._renderers[size]
-        renderer.update_scene(self.data, camera="top")
-        return renderer.render().copy()
+        return self._frames.frame(self.data, size, "top")
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._frames.close()

@@ -10,6 +10,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
+from grasp.envs.rendering import FrameRenderer
 
 _XML = """
 <mujoco model="wall">
@@ -84,7 +85,7 @@ class WallTask(Task):
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._goal_site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, "goal")
-        self._renderers: dict[int, mujoco.Renderer] = {}
+        self._frames = FrameRenderer(self.model)
 
     # ---- simulation ----------------------------------------------------------------------
     def reset(self, state: np.ndarray) -> np.ndarray:
@@ -146,13 +147,7 @@ class WallTask(Task):
         mujoco.mj_kinematics(self.model, self.data)  # so the next frame shows it without a reset
 
     def render(self, size: int = 64) -> np.ndarray:
-        if size not in self._renderers:
-            self._renderers[size] = mujoco.Renderer(self.model, size, size)
-        renderer = self._renderers[size]
-        renderer.update_scene(self.data, camera="top")
-        return renderer.render().copy()
+        return self._frames.frame(self.data, size, "top")
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._frames.close()

@@ -1,0 +1,30 @@
+"""Headless frames from a MuJoCo model: one cached mujoco.Renderer per frame size."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+
+class FrameRenderer:
+    """Renders `model` at any square size; renderers are made once per size and kept, since
+    building one (an EGL context) costs far more than a frame."""
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self._renderers: dict[int, mujoco.Renderer] = {}
+
+    def frame(self, data: mujoco.MjData, size: int, camera) -> np.ndarray:
+        """(size, size, 3) uint8 RGB of `data` seen from `camera` (a name, id or MjvCamera)."""
+        if size not in self._renderers:
+            visual = self.model.vis.global_  # the offscreen buffer must hold the frame
+            visual.offwidth, visual.offheight = max(visual.offwidth, size), max(visual.offheight, size)
+            self._renderers[size] = mujoco.Renderer(self.model, size, size)
+        renderer = self._renderers[size]
+        renderer.update_scene(data, camera=camera)
+        return renderer.render().copy()
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
