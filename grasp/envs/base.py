@@ -27,6 +27,9 @@ class Task(ABC):
     frame_skip: int = 1
     #: the exploration policy `data.policy=auto` picks for this task
     default_data_policy: str = "colored"
+    #: bump when the state layout or the dynamics change: the caches of datasets, world models and
+    #: start/goal pairs are keyed by it, so older ones are not reused
+    version: int = 1
 
     @property
     def action_low(self) -> np.ndarray:

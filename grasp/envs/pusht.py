@@ -26,7 +26,13 @@ quasi-static block (pymunk space damping 0). Pushed by a full action, the block 
 at about ``pusher_gain * pusher_speed / (pusher_gain + block_damping)`` = 0.8 units/s.
 Contacts of the block (with the pusher and the walls) use ``block_friction``.
 
-Goal and success. ``goal_dims = (2, 3, 4)``: the block pose. Success, as DINO-WM's Push-T, is a
+State. ``[pusher_x, pusher_y, block_x, block_y, cos(block_angle), sin(block_angle), pusher_vx,
+pusher_vy, block_vx, block_vy, block_vangle]``: the angle enters as its cosine and sine, so the state
+is a continuous function of the pose (a wrapped angle jumps by 2 pi, which a learned model cannot
+follow: rollouts of an MLP trained on wrapped angles ran off to 1e5 within ten steps).
+``block_pose(state)`` gives ``(x, y, angle)`` back and ``make_state`` builds a state from poses.
+
+Goal and success. ``goal_dims = (2, 3, 4, 5)``: the block pose. Success, as DINO-WM's Push-T, is a
 position error below ``success_pos`` (default 20 px = 0.078125 units) and an angle error below
 ``success_angle`` (pi/9), angle differences wrapped to (-pi, pi]. ``distance`` is
 ``pos_err + angle_weight * |angle_err|``; a successful state always has a distance below
@@ -128,6 +134,19 @@ def wrap_angle(angle):
     return np.pi - np.mod(np.pi - np.asarray(angle, dtype=np.float64), 2 * np.pi)
 
 
+def block_pose(state: np.ndarray) -> np.ndarray:
+    """The block's (x, y, angle in (-pi, pi]) of (..., 11) states."""
+    state = np.asarray(state, dtype=np.float64)
+    return np.concatenate([state[..., 2:4], np.arctan2(state[..., 5], state[..., 4])[..., None]], axis=-1)
+
+
+def make_state(pusher=(0.0, 0.0), block=(0.0, 0.0, 0.0), velocity=(0.0,) * 5) -> np.ndarray:
+    """A state from the pusher position, the block pose (x, y, angle) and the five joint velocities
+    (pusher vx, vy, block vx, vy, vangle)."""
+    x, y, angle = (float(v) for v in block)
+    return np.array([*pusher, x, y, math.cos(angle), math.sin(angle), *velocity], dtype=np.float64)
+
+
 def _rotation(angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
     return np.array([[c, -s], [s, c]])
@@ -154,14 +173,16 @@ class _PushPlan:
 
 
 class PushTTask(Task):
-    """State [pusher_x, pusher_y, block_x, block_y, block_angle, pusher_vx, pusher_vy, block_vx,
-    block_vy, block_vangle]; actions in [-1, 1]^2 are pusher velocity commands (see module doc)."""
+    """State [pusher_x, pusher_y, block_x, block_y, cos(block_angle), sin(block_angle), pusher_vx,
+    pusher_vy, block_vx, block_vy, block_vangle]; actions in [-1, 1]^2 are pusher velocity commands
+    (see module doc)."""
 
     name = "pusht"
-    state_dim = 10
+    state_dim = 11
     action_dim = 2
-    goal_dims = (2, 3, 4)
+    goal_dims = (2, 3, 4, 5)
     default_data_policy = "scripted"
+    version = 2  # 2: the angle as (cos, sin)
 
     #: scripted policy: clearance between pusher and block before a push, units
     POLICY_GAP = 0.03
@@ -244,9 +265,8 @@ class PushTTask(Task):
     # ---- simulation ----------------------------------------------------------------------
     def _write(self, data: mujoco.MjData, state: np.ndarray) -> None:
         mujoco.mj_resetData(self.model, data)
-        data.qpos[:] = state[:5]
-        data.qpos[4] = wrap_angle(state[4])
-        data.qvel[:] = state[5:10]
+        data.qpos[:] = [*state[:4], math.atan2(state[5], state[4])]
+        data.qvel[:] = state[6:11]
         mujoco.mj_forward(self.model, data)
 
     def reset(self, state: np.ndarray) -> np.ndarray:
@@ -260,19 +280,17 @@ class PushTTask(Task):
     def step(self, action: np.ndarray) -> np.ndarray:
         self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-        self.data.qpos[4] = wrap_angle(self.data.qpos[4])  # a rotation by 2 pi changes nothing
         return self.get_state()
 
     def get_state(self) -> np.ndarray:
-        state = np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float64)
-        state[4] = wrap_angle(state[4])
-        return state
+        qpos = self.data.qpos
+        return np.array([*qpos[:4], math.cos(qpos[4]), math.sin(qpos[4]), *self.data.qvel], dtype=np.float64)
 
     # ---- goal test -----------------------------------------------------------------------
     def _errors(self, state: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        state, goal = np.asarray(state, dtype=np.float64), np.asarray(goal, dtype=np.float64)
-        pos = np.linalg.norm(state[..., 2:4] - goal[..., 2:4], axis=-1)
-        angle = np.abs(wrap_angle(state[..., 4] - goal[..., 4]))
+        state, goal = block_pose(state), block_pose(goal)
+        pos = np.linalg.norm(state[..., :2] - goal[..., :2], axis=-1)
+        angle = np.abs(wrap_angle(state[..., 2] - goal[..., 2]))
         return pos, angle
 
     def distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -288,7 +306,7 @@ class PushTTask(Task):
     # ---- sampling ------------------------------------------------------------------------
     def _clear(self, state: np.ndarray) -> bool:
         """Whether the pusher keeps `margin` from the block and nothing touches in the simulator."""
-        if block_distance(state[:2], state[2:5]) < self.pusher_radius + self.margin:
+        if block_distance(state[:2], block_pose(state)) < self.pusher_radius + self.margin:
             return False
         self._write(self._scratch, state)
         return self._scratch.ncon == 0
@@ -299,9 +317,7 @@ class PushTTask(Task):
     def _sample_with_block(self, rng: np.random.Generator, block: np.ndarray) -> np.ndarray:
         reach = 1.0 - self.pusher_radius - self.margin
         for _ in range(1000):
-            state = np.zeros(self.state_dim)
-            state[:2] = rng.uniform(-reach, reach, 2)
-            state[2:5] = block
+            state = make_state(rng.uniform(-reach, reach, 2), block)
             if self._clear(state):
                 return state
         raise RuntimeError("pusht: found no pusher position clear of the block")  # not reachable in practice
@@ -316,7 +332,7 @@ class PushTTask(Task):
         start = self.sample_state(rng)
         for _ in range(1000):
             pose = self._sample_pose(rng)
-            pos, angle = self._errors(np.r_[0, 0, pose], start[:5])
+            pos, angle = self._errors(make_state(block=pose), start)
             if pos >= self.min_goal_distance or angle >= self.min_goal_angle:
                 return start, self._sample_with_block(rng, pose)
         raise RuntimeError(f"env.min_goal_distance={self.min_goal_distance} and env.min_goal_angle="
@@ -348,7 +364,7 @@ class PushTTask(Task):
         and is dropped by `reset`, at the end of a push, after POLICY_APPROACH_STEPS steps
         without reaching the point, or at random (POLICY_REPLAN_PROB per step)."""
         state = np.asarray(state, dtype=np.float64)
-        pusher, block = state[:2], state[2:5]
+        pusher, block = state[:2], block_pose(state)
         plan = self._plan
         if plan is None or plan.steps <= 0 or rng.random() < self.POLICY_REPLAN_PROB:
             plan = self._plan = self._new_plan(rng, block)
@@ -390,7 +406,7 @@ class PushTTask(Task):
     # ---- pictures ------------------------------------------------------------------------
     def set_goal(self, goal: np.ndarray) -> None:
         """Show the goal block pose as a translucent green T (no collisions) under the block."""
-        x, y, angle = np.asarray(goal, dtype=np.float64)[2:5]
+        x, y, angle = block_pose(goal)
         quat = np.array([math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)])
         # body_pos too: mj_resetData (in reset) copies it into mocap_pos
         self.model.body_pos[self._goal_body, :2] = self.data.mocap_pos[self._goal_mocap, :2] = (x, y)
