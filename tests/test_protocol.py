@@ -64,6 +64,17 @@ def test_rollout_goals_are_reached_by_the_data_policy(wall):
         assert np.linalg.norm(goal[:2] - start[:2]) > 0.05  # the agent went somewhere
 
 
+def test_rollout_goals_already_met_at_the_start_are_redrawn(wall, monkeypatch):
+    # three colored steps often leave the agent within the success radius of where it started
+    kwargs = dict(episodes=20, seed=0, horizon=3, goal_source="rollout", policy="colored")
+    monkeypatch.setattr("grasp.eval.protocol.ROLLOUT_TRIES", 1)
+    first_draws = make_protocol(wall, **kwargs)
+    assert wall.success(first_draws.starts, first_draws.goals).any()
+    monkeypatch.undo()
+    protocol = make_protocol(wall, **kwargs)
+    assert not wall.success(protocol.starts, protocol.goals).any()
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda r: r.update(env="pusht"), "is for env 'pusht'"),
     (lambda r: r.update(episode_seeds=r["episode_seeds"][:1], starts=r["starts"][:1], goals=r["goals"][:1]),

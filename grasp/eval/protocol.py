@@ -100,16 +100,25 @@ def make_protocol(task: Task, episodes: int, seed: int, horizon: int, goal_sourc
                     np.stack(starts), np.stack(goals))
 
 
+#: rollout goals that the start already satisfies are redrawn (same rng stream) up to this many times
+ROLLOUT_TRIES = 20
+
+
 def _rollout_pair(task: Task, rng: np.random.Generator, horizon: int, policy: str, correlation: float):
-    start = task.reset(task.sample_state(rng))
-    state = start
-    if policy == "scripted":
-        for _ in range(horizon):
-            state = task.step(task.exploration_action(rng, state))
-    else:
-        unit = exploration_actions(rng, horizon, task.action_dim, policy, correlation)
-        for action in task.action_low + (unit + 1.0) * 0.5 * (task.action_high - task.action_low):
-            state = task.step(action)
+    """A data-policy rollout's start and end; redrawn while the start already counts as success,
+    since a pair solved by doing nothing says nothing about a planner."""
+    for _ in range(ROLLOUT_TRIES):
+        start = task.reset(task.sample_state(rng))
+        state = start
+        if policy == "scripted":
+            for _ in range(horizon):
+                state = task.step(task.exploration_action(rng, state))
+        else:
+            unit = exploration_actions(rng, horizon, task.action_dim, policy, correlation)
+            for action in task.action_low + (unit + 1.0) * 0.5 * (task.action_high - task.action_low):
+                state = task.step(action)
+        if not bool(task.success(start[None], state[None])[0]):
+            break
     return start, state
 
 
