@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class WandbRun:
-    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: DictConfig, tags: list[str]) -> None:
+    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: DictConfig, tags: list[str],
+                 run_id: str | None = None) -> None:
+        """`run_id` continues that run (an interrupted job's, read from its resume state)."""
         self.mode = wandb_cfg.mode
         self.run = None
         if self.mode == "disabled":
@@ -35,8 +37,13 @@ class WandbRun:
             config=OmegaConf.to_container(config, resolve=True),
             dir=str(run_dir),
             reinit="finish_previous",
+            **({"id": run_id, "resume": "allow"} if run_id else {}),
         )
         log.info("wandb: %s run %s in %s", self.mode, self.run.id, self.run.dir)
+
+    @property
+    def id(self) -> str | None:
+        return None if self.run is None else self.run.id
 
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self.run is not None:

@@ -23,7 +23,7 @@ from grasp.loggers import WandbRun
 from grasp.planners.base import Planner
 from grasp.planners.mpc import run_mpc
 from grasp.train.dataset import load_or_collect
-from grasp.train.trainer import load_checkpoint, load_or_train
+from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
 from grasp.utils import atomic_path, derive_seed, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,22 @@ def build_planner(cfg: DictConfig, world_model, task: Task) -> Planner:
     return instantiate_checked(cfg.planner, "planner", world_model=world_model, **kwargs)
 
 
+def task_version(cfg: DictConfig) -> int:
+    """The env class's `version` (its state layout and dynamics), read without building it."""
+    return int(getattr(hydra.utils.get_class(cfg.env._target_), "version", 1))
+
+
 def data_key(cfg: DictConfig) -> str:
-    return config_hash(cfg.env, cfg.data)
+    return config_hash(cfg.env, task_version(cfg), cfg.data)
+
+
+#: train keys that change how training is saved, not what it produces
+_TRAIN_KEYS_NOT_HASHED = ("checkpoint_every",)
 
 
 def model_key(cfg: DictConfig) -> str:
-    return config_hash(data_key(cfg), cfg.data.val_fraction, cfg.world_model, cfg.train)
+    train = {k: v for k, v in OmegaConf.to_container(cfg.train, resolve=True).items() if k not in _TRAIN_KEYS_NOT_HASHED}
+    return config_hash(data_key(cfg), cfg.data.val_fraction, cfg.world_model, train)
 
 
 def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
@@ -89,15 +99,16 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     build_planner(cfg, instantiate_checked(cfg.world_model, "world_model", state_dim=dims[0], action_dim=dims[1]), task)
 
     wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{name}-{cfg.seed}", config=cfg,
-                         tags=[f"env:{task.name}", f"planner:{name}", f"exp:{cfg.exp_name}"])
+                         tags=[f"env:{task.name}", f"planner:{name}", f"exp:{cfg.exp_name}"],
+                         run_id=_interrupted_run_id(cfg, task))
     try:
         if "train" not in cfg.stages and "evaluate" not in cfg.stages:
             _dataset(cfg, task)
             return None
-        model = _world_model(cfg, task, dims, device, wandb_run)
+        model, model_metrics = _world_model(cfg, task, dims, device, wandb_run)
         if "evaluate" not in cfg.stages:
             return None
-        results = evaluate(cfg, task, model, name, device, output_dir, wandb_run, protocol)
+        results = evaluate(cfg, task, model, name, device, output_dir, wandb_run, protocol, model_metrics)
     finally:
         wandb_run.finish()
         task.close()
@@ -123,24 +134,44 @@ def _dataset(cfg: DictConfig, task: Task):
                            allow_collect="collect" in cfg.stages, progress=cfg.progress)
 
 
+def _checkpoint_path(cfg: DictConfig, task: Task) -> Path:
+    return Path(cfg.paths.checkpoint_dir) / task.name / f"{model_key(cfg)}.pt"
+
+
+def _interrupted_run_id(cfg: DictConfig, task: Task) -> str | None:
+    """The W&B run id of an interrupted training of this model, so its curves continue in one run."""
+    if cfg.checkpoint is not None or "train" not in cfg.stages:
+        return None
+    saved = read_resume_state(resume_path(_checkpoint_path(cfg, task)))
+    return None if saved is None else saved.get("wandb_run_id")
+
+
 def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_run: WandbRun):
+    """The model and its validation metrics (from training or from the checkpoint)."""
     if cfg.checkpoint is not None:
-        model, _ = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
+        model, payload = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
         log.info("train: using checkpoint %s", cfg.checkpoint)
-        return model
-    ckpt_path = Path(cfg.paths.checkpoint_dir) / task.name / f"{model_key(cfg)}.pt"
-    model, info = load_or_train(ckpt_path, cfg.world_model, lambda: _dataset(cfg, task), cfg.train,
+        return model, payload.get("metrics") or {}
+    model, info = load_or_train(_checkpoint_path(cfg, task), cfg.world_model, lambda: _dataset(cfg, task), cfg.train,
                                 cfg.data.val_fraction, task.name, dims, device,
                                 meta={"data_hash": data_key(cfg), "data_path": str(_data_path(cfg, task))},
                                 allow_train="train" in cfg.stages, progress=cfg.progress,
-                                log_fn=wandb_run.log)
+                                log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id})
     if info.get("metrics"):
         wandb_run.summary({f"world_model/{k}": v for k, v in info["metrics"].items()})
-    return model
+    return model, info.get("metrics") or {}
+
+
+def _model_quality(metrics: dict[str, float]) -> dict[str, float]:
+    """The world model's held-out errors for the results rows: one-step MSE (normalised) and the
+    raw-unit RMSE after the open-loop validation rollout (train.rollout_len steps)."""
+    rollout = [v for k, v in metrics.items() if k.startswith("val/rollout") and k.endswith("_rmse_raw")]
+    return {"model_val_mse": metrics.get("val/one_step_mse", float("nan")),
+            "model_val_rollout_rmse": rollout[0] if rollout else float("nan")}
 
 
 def protocol_key(cfg: DictConfig, policy: str) -> str:
-    return config_hash(cfg.env, cfg.horizon, cfg.seed, cfg.eval.episodes, cfg.eval.goal_source, policy,
+    return config_hash(cfg.env, task_version(cfg), cfg.horizon, cfg.seed, cfg.eval.episodes, cfg.eval.goal_source, policy,
                        cfg.data.correlation)
 
 
@@ -163,7 +194,8 @@ def evaluation_protocol(cfg: DictConfig, task: Task) -> Protocol:
 
 
 def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
-             wandb_run: WandbRun, protocol: Protocol | None = None) -> pd.DataFrame:
+             wandb_run: WandbRun, protocol: Protocol | None = None,
+             model_metrics: dict[str, float] | None = None) -> pd.DataFrame:
     episodes = int(cfg.eval.episodes)
     protocol = evaluation_protocol(cfg, task) if protocol is None else protocol
     starts, goals, seeds = protocol.starts, protocol.goals, protocol.episode_seeds
@@ -194,6 +226,7 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
             "model_final_cost": outcome.final_cost[-1] if outcome.final_cost else float("nan"),
             "plan_time_per_step": outcome.plan_time / max(outcome.steps, 1),
             "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
+            **_model_quality(model_metrics or {}),
         })
     results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     with atomic_path(output_dir / "results.csv") as tmp:

@@ -8,7 +8,8 @@ import torch
 
 from conftest import compose_config
 from grasp.config import ConfigError
-from grasp.pipeline import build_planner, data_key, model_key
+from grasp.envs.wall import WallTask
+from grasp.pipeline import build_planner, data_key, model_key, protocol_key
 from grasp.train.trainer import build_world_model
 
 
@@ -49,7 +50,7 @@ def test_bad_planner_knob_is_one_clear_error(override, words, parts):
         build_planner(cfg, model, task)
 
 
-def test_cache_keys_track_what_determines_each_artifact():
+def test_cache_keys_track_what_determines_each_artifact(monkeypatch):
     base = compose_config([])
     assert data_key(base) == data_key(compose_config(["planner=cem", "eval.episodes=3", "train.steps=7"]))
     assert data_key(base) != data_key(compose_config(["data.episodes=7"]))
@@ -58,6 +59,11 @@ def test_cache_keys_track_what_determines_each_artifact():
     assert model_key(base) != model_key(compose_config(["train.steps=7"]))
     assert model_key(base) != model_key(compose_config(["world_model.depth=2"]))
     assert model_key(base) != model_key(compose_config(["data.seed=3"]))
+    # a new version of a task's code (state layout, dynamics): new dataset, model and start/goal pairs
+    before = data_key(base), model_key(base), protocol_key(base, "colored")
+    monkeypatch.setattr(WallTask, "version", WallTask.version + 1)
+    after = data_key(base), model_key(base), protocol_key(base, "colored")
+    assert all(old != new for old, new in zip(before, after))
 
 
 def test_plan_curves_put_every_curve_and_each_sync_on_the_iteration_axis():

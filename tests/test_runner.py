@@ -54,6 +54,11 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     again = pd.read_csv(tmp_path / "run2" / "results.csv")
     deterministic = ["episode_seed", "success", "steps", "final_distance"]
     pd.testing.assert_frame_equal(again[deterministic], results[deterministic])
+    # the world model's held-out errors ride along in every row, from training and from the cache
+    assert run["summary"]["world_model/val/one_step_mse"] == pytest.approx(results["model_val_mse"][0])
+    assert results["model_val_rollout_rmse"].gt(0).all()
+    pd.testing.assert_frame_equal(again[["model_val_mse", "model_val_rollout_rmse"]],
+                                  results[["model_val_mse", "model_val_rollout_rmse"]])
     assert not (tmp_path / "run2" / "wandb").exists(), "mode=disabled writes no W&B files"
 
     # A different model config trains a new checkpoint from the same cached dataset.

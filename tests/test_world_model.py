@@ -98,3 +98,31 @@ def test_model_steps_any_leading_dims():
     model = build_world_model(cfg.world_model, 4, 2)
     assert model.step(torch.zeros(3, 5, 4), torch.zeros(3, 5, 2)).shape == (3, 5, 4)
     assert model.rollout(torch.zeros(3, 4), torch.zeros(3, 7, 2)).shape == (3, 7, 4)
+
+
+@pytest.mark.parametrize("margin", [0.5, None])
+def test_state_margin_holds_rollouts_inside_the_data_box(margin):
+    model = build_world_model(compose_config([f"world_model.state_margin={'null' if margin is None else margin}",
+                                              "world_model.hidden_dim=16"]).world_model, 4, 2)
+    states = torch.rand(100, 4) * torch.tensor([2.0, 2.0, 0.5, 0.5])  # the data's box: [0,2]^2 x [0,.5]^2
+    model.fit_normalization(states, states + 0.01 * torch.randn(100, 4))
+    with torch.no_grad():
+        model.net[-1].bias.fill_(100.0)  # a model that drifts: every step adds 100 residual stds (~1 unit)
+        raw = model.decode(model.rollout(model.encode(states[:3]), torch.zeros(3, 40, 2)))
+        high = model.decode(model.state_high)
+    if margin is None:
+        assert raw.max() > 20.0, "without a bound the drift compounds"
+        return
+    # the box widened by half its size on each side: about [-1, 3]^2 x [-.25, .75]^2
+    torch.testing.assert_close(high, torch.tensor([3.0, 3.0, 0.75, 0.75]), atol=0.1, rtol=0)
+    assert (raw <= high + 1e-5).all()
+    torch.testing.assert_close(raw[:, -1], high.expand(3, 4))  # pinned at the bound
+
+
+def test_state_margin_must_be_null_or_non_negative():
+    from grasp.config import ConfigError
+    from grasp.pipeline import instantiate_checked
+
+    with pytest.raises(ConfigError, match="world_model.state_margin=-1: allowed null"):
+        instantiate_checked(compose_config(["world_model.state_margin=-1"]).world_model, "world_model",
+                            state_dim=4, action_dim=2)

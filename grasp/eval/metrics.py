@@ -9,6 +9,7 @@ RESULT_COLUMNS = [
     "exp_name", "planner", "env", "horizon", "seed", "episode", "episode_seed", "open_loop",
     "success", "steps", "final_distance", "plan_time", "plan_calls", "time_to_success",
     "plan_iterations", "model_final_cost", "plan_time_per_step", "model_divergence", "model_max_divergence",
+    "model_val_mse", "model_val_rollout_rmse",
 ]
 
 
@@ -27,14 +28,16 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (env, horizon, planner): success % with its 95% (Wilson) interval, median
     time to success over the successful episodes, mean final distance, planning time per call
-    and per env step, and the model-vs-simulator divergence of the executed plans."""
+    and per env step, the model-vs-simulator divergence of the executed plans, and the world
+    model's held-out errors (one-step MSE, open-loop rollout RMSE)."""
     keys = ["env", "horizon", "planner"]
 
     def one(group: pd.DataFrame) -> pd.Series:
         solved = group.loc[group["success"].astype(bool), "time_to_success"]
         low, high = wilson_interval(int(group["success"].astype(bool).sum()), len(group))
         optional = {key: group[column].mean() for key, column in (
-            ("plan_time_per_step_s", "plan_time_per_step"), ("mean_model_divergence", "model_divergence"))
+            ("plan_time_per_step_s", "plan_time_per_step"), ("mean_model_divergence", "model_divergence"),
+            ("model_val_mse", "model_val_mse"), ("model_val_rollout_rmse", "model_val_rollout_rmse"))
             if column in group}
         return pd.Series({
             "episodes": len(group),

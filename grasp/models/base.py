@@ -11,10 +11,27 @@ from torch import nn
 
 
 class WorldModel(nn.Module):
-    """F: (s, a) -> s' on a normalised state space, batched over any leading dims."""
+    """F: (s, a) -> s' on a normalised state space, batched over any leading dims.
+
+    Training goes through two methods, so one trainer serves every model: `prepare` sees the
+    training episodes once (normalisation statistics), `training_loss` gets windows of
+    `pred_steps + 1` observations and `pred_steps` actions.
+    """
 
     state_dim: int
     action_dim: int
+    #: what `encode` takes: "state" (the task's state vector) or "pixels" (frame stacks)
+    observation: str = "state"
+    #: transitions per training window
+    pred_steps: int = 1
+
+    def prepare(self, states: torch.Tensor, actions: torch.Tensor) -> None:
+        """Called once before training with the training episodes' states (N, L+1, D) and
+        actions (N, L, A); default: nothing to fit."""
+
+    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss on windows: obs (B, pred_steps + 1, ...), actions (B, pred_steps, A)."""
+        raise NotImplementedError
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """Observation -> model state. Identity-with-normalisation for state models."""

@@ -18,13 +18,16 @@ class MLPWorldModel(WorldModel):
     """
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 256, depth: int = 3,
-                 activation: str = "silu") -> None:
+                 activation: str = "silu", state_margin: float | None = 0.5) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"world_model.activation={activation!r}: allowed {sorted(ACTIVATIONS)}")
         if depth < 1 or hidden_dim < 1:
             raise ValueError(f"world_model.depth and hidden_dim must be >= 1, got {depth}, {hidden_dim}")
+        if state_margin is not None and not state_margin >= 0:
+            raise ValueError(f"world_model.state_margin={state_margin}: allowed null (no bound) or a number >= 0")
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
+        self.state_margin = None if state_margin is None else float(state_margin)
         layers: list[nn.Module] = []
         width = state_dim + action_dim
         for _ in range(depth):
@@ -36,6 +39,34 @@ class MLPWorldModel(WorldModel):
             self.register_buffer(name, torch.zeros(state_dim))
         for name in ("state_std", "delta_std"):
             self.register_buffer(name, torch.ones(state_dim))
+        # the box predicted states are held in (normalised units), from the training data
+        self.register_buffer("state_low", torch.full((state_dim,), -torch.inf))
+        self.register_buffer("state_high", torch.full((state_dim,), torch.inf))
+
+    def prepare(self, states: torch.Tensor, actions: torch.Tensor) -> None:
+        self.fit_normalization(states[:, :-1].reshape(-1, self.state_dim), states[:, 1:].reshape(-1, self.state_dim))
+
+    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Standardised one-step residual error on (B, 2, D) state windows."""
+        with torch.no_grad():
+            state = self.encode(obs[:, 0])
+            target = (self.encode(obs[:, 1]) - state - self.delta_mean) / self.delta_std
+        loss = torch.mean((self.predict_delta(state, actions[:, 0]) - target) ** 2)
+        return loss, {}
+
+    @torch.no_grad()
+    def validation_metrics(self, states: torch.Tensor, actions: torch.Tensor, rollout_len: int) -> dict[str, float]:
+        """One-step MSE (normalised) over held-out episodes (N, L+1, D), and the error after an
+        open-loop rollout of `rollout_len` steps from every start (normalised MSE, raw RMSE)."""
+        one_step = torch.mean((self.step(self.encode(states[:, :-1]), actions) - self.encode(states[:, 1:])) ** 2)
+        n_starts = states.shape[1] - rollout_len
+        windows = torch.stack([actions[:, i : i + rollout_len] for i in range(n_starts)], dim=1)
+        targets = states[:, rollout_len : rollout_len + n_starts]
+        predicted = self.rollout(self.encode(states[:, :n_starts]), windows)[..., -1, :]
+        multi_norm = torch.mean((predicted - self.encode(targets)) ** 2).item()
+        multi_raw = torch.sqrt(torch.mean((self.decode(predicted) - targets) ** 2)).item()
+        return {"val/one_step_mse": one_step.item(), f"val/rollout{rollout_len}_mse": multi_norm,
+                f"val/rollout{rollout_len}_rmse_raw": multi_raw}
 
     @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, next_states: torch.Tensor, eps: float = 1e-6) -> None:
@@ -45,6 +76,11 @@ class MLPWorldModel(WorldModel):
         delta = self.encode(next_states) - self.encode(states)
         self.delta_mean.copy_(delta.mean(0))
         self.delta_std.copy_(delta.std(0).clamp_min(eps))
+        if self.state_margin is not None:
+            seen = self.encode(torch.cat([states, next_states]))
+            low, high = seen.min(0).values, seen.max(0).values
+            self.state_low.copy_(low - self.state_margin * (high - low))
+            self.state_high.copy_(high + self.state_margin * (high - low))
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.state_mean) / self.state_std
@@ -57,4 +93,7 @@ class MLPWorldModel(WorldModel):
         return self.net(torch.cat([state, action], dim=-1))
 
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return state + self.delta_mean + self.delta_std * self.predict_delta(state, action)
+        """One model step, held inside the data's box widened by `state_margin` of its size: an
+        open-loop rollout that leaves the data cannot compound its error without bound."""
+        predicted = state + self.delta_mean + self.delta_std * self.predict_delta(state, action)
+        return torch.maximum(torch.minimum(predicted, self.state_high), self.state_low)

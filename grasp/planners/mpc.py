@@ -37,6 +37,20 @@ class EpisodeOutcome:
     actions: list[np.ndarray] = field(default_factory=list)
 
 
+class StateObserver:
+    """What a state model sees: the task's state vector. The interface of every observer: the
+    goals' observations, the observations after `reset`, and one episode's after a step."""
+
+    def goals(self, tasks: list[Task], goals: np.ndarray) -> np.ndarray:
+        return np.asarray(goals, dtype=np.float32)
+
+    def reset(self, tasks: list[Task], states: np.ndarray) -> np.ndarray:
+        return np.asarray(states, dtype=np.float32).copy()
+
+    def step(self, i: int, task: Task, state: np.ndarray) -> np.ndarray:
+        return state
+
+
 def run_mpc(
     tasks: list[Task],
     planner: Planner,
@@ -47,12 +61,15 @@ def run_mpc(
     open_loop: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    observer=None,
 ) -> list[EpisodeOutcome]:
     """Run len(tasks) episodes side by side: one batched plan() per MPC step for the episodes
     still running, then each simulator executes the first `replan_every` actions.
 
     MPC stops an episode at success or after `max_steps` model steps. `open_loop` plans once
-    and executes the whole plan; success is then judged on the final state only.
+    and executes the whole plan; success is then judged on the final state only. The model
+    plans from what `observer` shows it (default: the state; pixel models: frame stacks);
+    success is always judged on the simulator's true state.
     """
     n = len(tasks)
     if not (len(starts) == len(goals) == n):
@@ -62,9 +79,12 @@ def run_mpc(
     horizon = planner.horizon
     execute = horizon if open_loop else int(replan_every)
     budget = horizon if open_loop else int(max_steps)
+    observer = StateObserver() if observer is None else observer
+    goal_obs = observer.goals(tasks, goals)
     states = np.stack([task.reset(start) for task, start in zip(tasks, starts)])
+    observations = observer.reset(tasks, states)
     with torch.no_grad():
-        goal_model = model.encode(torch.as_tensor(goals, dtype=torch.float32, device=device))
+        goal_model = model.encode(torch.as_tensor(goal_obs, device=device).float())
     outcomes = [EpisodeOutcome() for _ in range(n)]
     active = np.ones(n, dtype=bool)
     warm: WarmStart | None = None  # previous plans of all n episodes, rows of finished ones unused
@@ -75,7 +95,7 @@ def run_mpc(
     while active.any() and steps_done < budget:
         idx = np.flatnonzero(active)
         with torch.no_grad():
-            s0 = model.encode(torch.as_tensor(states[idx], dtype=torch.float32, device=device))
+            s0 = model.encode(torch.as_tensor(observations[idx], device=device).float())
         plan_start = time.perf_counter()
         result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx], generator=generator)
         actions = result.actions.detach()
@@ -95,14 +115,15 @@ def run_mpc(
             if outcomes[i].first_plan_info is None:
                 outcomes[i].first_plan_info = select_problems(result.info, row)
         n_exec = min(execute, budget - steps_done)
-        reached: list[list[np.ndarray]] = [[] for _ in idx]
+        reached: list[list[np.ndarray]] = [[] for _ in idx]  # (state, observation) after each step
         chunks.append((idx, s0, actions[:, :n_exec], reached))
         for j in range(n_exec):
             for row, i in enumerate(idx):
                 if not active[i]:
                     continue
                 states[i] = tasks[i].step(actions_np[row, j])
-                reached[row].append(states[i].copy())
+                observations[i] = observer.step(i, tasks[i], states[i])
+                reached[row].append((states[i].copy(), observations[i].copy()))
                 outcomes[i].actions.append(actions_np[row, j])
                 outcomes[i].steps += 1
                 if not open_loop and tasks[i].success(states[i], goals[i]):
@@ -123,14 +144,24 @@ def run_mpc(
 
 def _measure_divergence(model, tasks: list[Task], chunks, outcomes: list[EpisodeOutcome]) -> None:
     """After the episodes (so it never counts as planning or time to success): replay each
-    executed chunk in the model from the state its plan started at and compare."""
+    executed chunk in the model from the state its plan started at and compare. State models:
+    the task's distance between predicted and reached states. Pixel models: the RMS over latent
+    entries between the predicted latents and the encoded frames that were really seen."""
     gaps: list[list[float]] = [[] for _ in outcomes]
+    pixels = getattr(model, "observation", "state") == "pixels"
     with torch.no_grad():
         for idx, s0, actions, reached in chunks:
-            predicted = model.decode(model.rollout(s0, actions)).cpu().numpy().astype(np.float64)
+            latents = model.rollout(s0, actions)
+            predicted = None if pixels else model.decode(latents).cpu().numpy().astype(np.float64)
             for row, i in enumerate(idx):
-                if reached[row]:
-                    real = np.stack(reached[row])
+                if not reached[row]:
+                    continue
+                if pixels:
+                    seen = torch.as_tensor(np.stack([obs for _, obs in reached[row]]), device=latents.device)
+                    gap = (latents[row, : len(seen)] - model.encode(seen.float())).pow(2).mean(-1).sqrt()
+                    gaps[i].extend(gap.cpu().tolist())
+                else:
+                    real = np.stack([state for state, _ in reached[row]])
                     gaps[i].extend(np.atleast_1d(tasks[i].distance(predicted[row, : len(real)], real)).tolist())
     for outcome, episode_gaps in zip(outcomes, gaps):
         if episode_gaps:

@@ -1,4 +1,4 @@
-"""World-model pretraining on one-step transitions, validation, and checkpoints."""
+"""World-model pretraining on windows of episodes, validation, resumable training state, and checkpoints."""
 
 from __future__ import annotations
 
@@ -26,48 +26,126 @@ def build_world_model(model_cfg: DictConfig | dict, state_dim: int, action_dim: 
     return hydra.utils.instantiate(model_cfg, state_dim=state_dim, action_dim=action_dim)
 
 
+class Episodes:
+    """The dataset's episodes as tensors on the model's device, cut into training windows of
+    `model.pred_steps + 1` observations: state vectors for state models, frame stacks with
+    `model.history` frames (the episode's first frame repeated before it starts) for pixel models."""
+
+    def __init__(self, model: WorldModel, data: TrajectoryDataset) -> None:
+        device = model.device
+        self.pixels = model.observation == "pixels"
+        if self.pixels and getattr(data, "frames", None) is None:
+            raise ValueError("world_model observes pixels but the dataset has no frames: set data.frame_size")
+        self.states = torch.as_tensor(data.states, device=device)
+        self.actions = torch.as_tensor(data.actions, device=device)
+        self.frames = torch.as_tensor(data.frames, device=device) if self.pixels else None
+        self.history = int(getattr(model, "history", 1))
+        self.window = int(model.pred_steps)
+        self.episodes, self.length = self.actions.shape[:2]
+        if self.window > self.length:
+            raise ValueError(f"world_model.pred_steps={self.window} exceeds data.episode_len={self.length}")
+
+    def observations(self, episode: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        """Observations at (episode, time) index tensors of any equal shape."""
+        if not self.pixels:
+            return self.states[episode, time]
+        back = torch.arange(1 - self.history, 1, device=time.device)  # oldest frame first
+        stack = self.frames[episode[..., None], (time[..., None] + back).clamp_min(0)]
+        return stack.flatten(-4, -3)  # (..., history, 3, S, S) -> (..., history * 3, S, S)
+
+    def windows(self, episode: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        steps = torch.arange(self.window + 1, device=start.device)
+        time = start[:, None] + steps
+        return self.observations(episode[:, None].expand_as(time), time), self.actions[episode[:, None], time[:, :-1]]
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uniform windows; with one-step windows the draw is one flat transition index."""
+        starts = self.length - self.window + 1
+        flat = torch.randint(0, self.episodes * starts, (batch_size,), generator=generator).to(self.states.device)
+        return self.windows(flat // starts, flat % starts)
+
+
 @torch.no_grad()
 def validate(model: WorldModel, val: TrajectoryDataset, rollout_len: int) -> dict[str, float]:
-    """One-step MSE (normalised space) and the error after an open-loop rollout of
-    `rollout_len` steps from every validation start (normalised MSE and raw RMSE)."""
-    device = model.device
-    s, a, s_next = (torch.as_tensor(x, device=device) for x in val.transitions())
-    one_step = torch.mean((model.step(model.encode(s), a) - model.encode(s_next)) ** 2).item()
-    states = torch.as_tensor(val.states, device=device)
-    actions = torch.as_tensor(val.actions, device=device)
-    starts = states[:, : states.shape[1] - rollout_len]
-    n_starts = starts.shape[1]
-    windows = torch.stack([actions[:, i : i + rollout_len] for i in range(n_starts)], dim=1)
-    targets = states[:, rollout_len : rollout_len + n_starts]
-    predicted = model.rollout(model.encode(starts), windows)[..., -1, :]
-    multi_norm = torch.mean((predicted - model.encode(targets)) ** 2).item()
-    multi_raw = torch.sqrt(torch.mean((model.decode(predicted) - targets) ** 2)).item()
-    return {"val/one_step_mse": one_step, f"val/rollout{rollout_len}_mse": multi_norm,
-            f"val/rollout{rollout_len}_rmse_raw": multi_raw}
+    """Held-out errors: the model's own `validation_metrics` on whole episodes (state models)
+    or on windows of `rollout_len` steps from each episode's start (pixel models)."""
+    was_training = model.training
+    model.eval()
+    try:
+        episodes = Episodes(model, val)
+        if episodes.pixels:
+            span = min(int(rollout_len), episodes.length)
+            index = torch.arange(episodes.episodes, device=episodes.states.device)
+            time = torch.arange(span + 1, device=index.device).expand(len(index), -1)
+            obs = episodes.observations(index[:, None].expand_as(time), time)
+            return model.validation_metrics(obs, episodes.actions[:, :span])
+        return model.validation_metrics(episodes.states, episodes.actions, int(rollout_len))
+    finally:
+        model.train(was_training)
+
+
+def _rng_state(generator: torch.Generator) -> dict[str, Any]:
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_resume_state(path: Path | None) -> dict[str, Any] | None:
+    """The periodic training state at `path`, or None when there is none (or it is unreadable:
+    an interrupted write never replaces a good file, see atomic_path)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a foreign or damaged file: start over rather than fail
+        log.warning("train: ignoring unreadable resume state %s (%s)", path, exc)
+        return None
 
 
 def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: DictConfig, val_fraction: float,
-                      progress: bool = True, log_fn=None) -> dict[str, Any]:
-    """Fit the model's normalisation, then minimise the standardised one-step residual error.
-    Returns the training history and the final validation metrics."""
+                      progress: bool = True, log_fn=None, resume_path: Path | None = None,
+                      resume_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit the model's statistics, then minimise its training loss on random windows.
+
+    With `resume_path`, everything needed to continue (weights, optimiser, schedule, step,
+    history, RNG states and `resume_meta`, e.g. the W&B run id) is saved there every
+    `train.checkpoint_every` steps, and a run that finds the file continues from it: same
+    batches, same result as an uninterrupted run. Returns the history and final metrics."""
     device = model.device
     generator = torch.Generator(device="cpu").manual_seed(int(train_cfg.seed))
     torch.manual_seed(int(train_cfg.seed))
     train_set, val_set = data.split(val_fraction)
-    s, a, s_next = (torch.as_tensor(x, device=device) for x in train_set.transitions())
-    model.fit_normalization(s, s_next)
-    with torch.no_grad():
-        target = (model.encode(s_next) - model.encode(s) - model.delta_mean) / model.delta_std
-        s_norm = model.encode(s)
+    episodes = Episodes(model, train_set)
+    model.prepare(episodes.states, episodes.actions)
+    model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps = int(train_cfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
     history: list[dict[str, float]] = []
-    bar = tqdm(range(1, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0)
-    running = None
+    first = 1
+    saved = read_resume_state(resume_path)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _restore_rng(saved["rng"], generator)
+        history, first = saved["history"], saved["step"] + 1
+        log.info("train: resuming from step %d of %d (%s)", saved["step"], steps, resume_path)
+    checkpoint_every = int(train_cfg.get("checkpoint_every") or 0)
+    running = history[-1] if history else None
+    bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0,
+               initial=first - 1, total=steps)
     for step in bar:
-        idx = torch.randint(0, len(s_norm), (int(train_cfg.batch_size),), generator=generator).to(device)
-        loss = torch.mean((model.predict_delta(s_norm[idx], a[idx]) - target[idx]) ** 2)
+        obs, actions = episodes.sample(int(train_cfg.batch_size), generator)
+        loss, parts = model.training_loss(obs, actions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -77,12 +155,20 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"world-model training loss became {loss_value} at step {step}; "
                                          "lower train.lr or check the dataset")
-            metrics = {"train/step": step, "train/loss": loss_value, **validate(model, val_set, int(train_cfg.rollout_len))}
+            metrics = {"train/step": step, "train/loss": loss_value,
+                       **{f"train/{k}": v for k, v in parts.items() if k != "loss"},
+                       **validate(model, val_set, int(train_cfg.rollout_len))}
             history.append(metrics)
             running = metrics
             bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{metrics['val/one_step_mse']:.4f}")
             if log_fn is not None:
                 log_fn(metrics)
+        if resume_path is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
+            state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "history": history,
+                     **(resume_meta or {})}
+            with atomic_path(resume_path) as tmp:
+                torch.save(state, tmp)
     model.eval()
     return {"history": history, "final": running}
 
@@ -93,7 +179,7 @@ def save_checkpoint(path: Path, model: WorldModel, model_cfg: DictConfig, meta: 
         "version": CHECKPOINT_VERSION,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "model_config": OmegaConf.to_container(model_cfg, resolve=True),
-        "state_dim": model.state_dim,
+        "state_dim": getattr(model, "task_state_dim", model.state_dim),  # the task's (pixel models: not the latent's)
         "action_dim": model.action_dim,
         "normalization": {k: v.detach().cpu() for k, v in model.state_dict().items() if k.endswith(("_mean", "_std"))},
         **meta,
@@ -121,11 +207,18 @@ def load_checkpoint(path: str | Path, device: torch.device, expect_env: str | No
     return model.to(device).eval(), payload
 
 
+def resume_path(checkpoint: Path) -> Path:
+    """Where the periodic training state of `checkpoint` lives until training finishes."""
+    return checkpoint.with_name(checkpoint.stem + ".resume.pt")
+
+
 def load_or_train(path: Path, model_cfg: DictConfig, data_fn, train_cfg: DictConfig, val_fraction: float,
                   task_name: str, dims: tuple[int, int], device: torch.device, meta: dict[str, Any],
-                  allow_train: bool, progress: bool = True, log_fn=None) -> tuple[WorldModel, dict[str, Any]]:
+                  allow_train: bool, progress: bool = True, log_fn=None,
+                  resume_meta: dict[str, Any] | None = None) -> tuple[WorldModel, dict[str, Any]]:
     """The cached checkpoint at `path`, training it first when missing (one process at a time).
-    `data_fn` is called only when training is needed."""
+    `data_fn` is called only when training is needed. An interrupted training run resumes from
+    its last periodic state (`train.checkpoint_every`) when the same command runs again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
@@ -139,9 +232,11 @@ def load_or_train(path: Path, model_cfg: DictConfig, data_fn, train_cfg: DictCon
             )
         data = data_fn()
         model = build_world_model(model_cfg, *dims).to(device)
-        result = train_world_model(model, data, train_cfg, val_fraction, progress=progress, log_fn=log_fn)
+        result = train_world_model(model, data, train_cfg, val_fraction, progress=progress, log_fn=log_fn,
+                                   resume_path=resume_path(path), resume_meta=resume_meta)
         save_checkpoint(path, model, model_cfg, {**meta, "env": task_name, "metrics": result["final"],
                                                  "history": result["history"]})
+        resume_path(path).unlink(missing_ok=True)
         log.info("train: wrote %s; %s", path, _fmt(result["final"]))
         return model, {"metrics": result["final"], "history": result["history"]}
 
