@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup run test clean-outputs
+.PHONY: setup run suite test clean-outputs
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -10,6 +10,11 @@ setup:
 ## Default experiment: Wall task, collect -> train -> GRASP vs CEM vs GD, prints the table.
 run: setup
 	$(PY) -m grasp.run -m experiment=quick $(ARGS)
+
+## The task suite: GRASP vs CEM on every task (conf/experiment/suite/), one sweep per task.
+SUITE_TASKS := wall point_mass reacher point_maze_umaze point_maze_medium point_maze_large pusht
+suite: setup
+	@set -e; for task in $(SUITE_TASKS); do $(PY) -m grasp.run -m experiment=suite/$$task $(ARGS); done
 
 ## The test suite (CPU, real MuJoCo, real Hydra). Exit code 5 (no tests collected) fails.
 test: setup

@@ -20,7 +20,9 @@ def resolve_job_config(cfg) -> dict:
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """A group's options, nested ones as Hydra names them (experiment: suite/pusht)."""
+    root = CONF_DIR / group
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
 
 
 def test_every_group_has_options_and_defaults_compose():
@@ -46,14 +48,24 @@ def test_every_experiment_composes(experiment, tmp_path):
     cfg = compose_config([f"experiment={experiment}", f"paths.output_dir={tmp_path}"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     resolve_job_config(cfg)
-    assert cfg.exp_name == experiment
-    assert f"/{experiment}/" in cfg.hydra.run.dir, "run dir must be outputs/<experiment>/<date>/<time>"
+    assert cfg.exp_name == experiment.replace("/", "_")
+    assert f"/{cfg.exp_name}/" in cfg.hydra.run.dir, "run dir must be outputs/<experiment>/<date>/<time>"
     validate(cfg)
 
 
 def test_quick_experiment_sweeps_the_three_planners():
     cfg = compose_config(["experiment=quick"], return_hydra_config=True)
     assert cfg.hydra.sweeper.params.planner.split(",") == ["grasp", "cem", "gd"]
+
+
+def test_the_suite_has_one_preset_per_task_sweeping_grasp_and_cem():
+    suite = [name.removeprefix("suite/") for name in options("experiment") if name.startswith("suite/")]
+    assert suite == options("env")
+    for task in suite:
+        cfg = compose_config([f"experiment=suite/{task}"], return_hydra_config=True)
+        assert cfg.env._target_ == compose_config([f"env={task}"]).env._target_
+        assert cfg.hydra.sweeper.params.planner.split(",") == ["grasp", "cem"]
+        assert cfg.eval.max_steps >= cfg.horizon and cfg.eval.episodes >= 10
 
 
 def test_user_override_beats_interpolated_default():
@@ -71,6 +83,7 @@ def test_user_override_beats_interpolated_default():
     ("eval.episodes=0", "eval.episodes"),
     ("eval.replan_every=99", "eval.replan_every"),
     ("train.lr=-1", "train.lr"),
+    ("train.checkpoint_every=-5", "train.checkpoint_every"),
     ("checkpoint=/no/such/file.pt", "checkpoint"),
 ])
 def test_bad_run_values_name_the_key(override, key):

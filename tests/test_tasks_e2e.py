@@ -1,6 +1,6 @@
-"""Every task in conf/env/ end to end through the real configs at tiny sizes: collect with the
-task's default data policy -> train the world model -> evaluate GRASP and CEM on the same
-protocol file."""
+"""Every task end to end through its suite preset (conf/experiment/suite/) at tiny sizes: collect
+with the task's default data policy -> train the world model -> evaluate GRASP and CEM on the same
+protocol file (rollout goals where the preset asks for them)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ pytestmark = pytest.mark.slow
 def test_collect_train_evaluate_grasp_and_cem(env, tiny_cfg, tmp_path):
     frames = []
     for planner in ("grasp", "cem"):
-        cfg = tiny_cfg(f"env={env}", f"planner={planner}", f"paths.output_dir={tmp_path}/{planner}",
+        cfg = tiny_cfg(f"experiment=suite/{env}", f"planner={planner}", f"paths.output_dir={tmp_path}/{planner}",
                        "planner.iterations=4", *(["planner.sync_every=2"] if planner == "grasp" else []))
         results = run(cfg, tmp_path / planner)
         assert list(results.columns) == RESULT_COLUMNS and len(results) == 2
         assert (results["steps"] >= 1).all() and results["final_distance"].notna().all()
         assert results["model_divergence"].notna().all() and (results["plan_time"] > 0).all()
+        assert results["model_val_mse"].notna().all() and (results["model_val_rollout_rmse"] > 0).all()
+        assert set(results["env"]) == {env}
         frames.append(results)
     both = pd.concat(frames)
     assert set(both["env"]) == {frames[0]["env"].iloc[0]}
