@@ -340,3 +340,20 @@ def test_mismatched_dims_fail_before_planning():
         planner.plan(torch.zeros(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"warm_start states must have shape \(2, 5, 2\)"):
         planner.plan(torch.zeros(2, 2), torch.ones(2, 2), warm_start=WarmStart(torch.zeros(2, 6, 2), torch.zeros(2, 6, 2)))
+
+
+def test_snapshots_keep_the_virtual_states_of_evenly_spaced_iterations():
+    model = LinearWorldModel.single_integrator()
+    start, goal = problems(batch=3, distance=0.3, seed=0)
+    planner = make_planner("grasp", model, horizon=6, iterations=10, snapshots=3, sync="none", **DETERMINISTIC)
+    result = planner.plan(start, goal, generator=gen(0))
+    assert result.info["snapshot_iteration"] == [0, 4, 9]
+    first, middle, last = result.info["snapshots"]
+    assert first.shape == (3, 5, 2)
+    torch.testing.assert_close(last, result.states.cpu())  # the last iteration's states are the plan's
+    assert not torch.equal(first, last), "the states moved between the first and the last snapshot"
+    # restarts keep each problem's best restart's snapshots
+    restarted = make_planner("grasp", model, horizon=6, iterations=10, snapshots=2, sync="none", restarts=3,
+                             **DETERMINISTIC).plan(start, goal, generator=gen(0))
+    torch.testing.assert_close(restarted.info["snapshots"][-1], restarted.states.cpu())
+    assert "snapshots" not in make_planner("grasp", model, horizon=6, iterations=10, sync="none").plan(start, goal).info

@@ -35,6 +35,9 @@ def select_problems(info: dict[str, Any], rows) -> dict[str, Any]:
     curves and scalars kept as they are."""
     picked: dict[str, Any] = {}
     for key, value in info.items():
+        if key == "snapshots":  # a list of (B, T - 1, D) virtual-state tensors
+            picked[key] = [snapshot[rows] for snapshot in value]
+            continue
         per_problem = torch.is_tensor(value) and (value.ndim == 2 or (value.ndim == 1 and key in PROBLEM_KEYS))
         picked[key] = value[..., rows] if per_problem else value
     return picked

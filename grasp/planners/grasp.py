@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
+import numpy as np
 import torch
 
 from grasp.models.base import WorldModel
@@ -105,6 +106,7 @@ class GraspPlanner(Planner):
         state_clip: float | None = None,
         chunk_size: int | None = None,
         eval_every: int = 0,
+        snapshots: int = 0,
         **base: Any,
     ) -> None:
         super().__init__(world_model, horizon, **base)
@@ -146,6 +148,7 @@ class GraspPlanner(Planner):
             raise ValueError("planner.state_clip=0: allowed values are null (off) or > 0 (std units)")
         self.chunk_size = None if chunk_size is None else check_range("chunk_size", chunk_size, 1, integer=True)
         self.eval_every = check_range("eval_every", eval_every, 0, integer=True)
+        self.snapshots = check_range("snapshots", snapshots, 0, integer=True)
         if self.tolerance > 0 and self.sync == "none" and self.eval_every == 0:
             raise ValueError("planner.tolerance needs the true rollout cost: set planner.eval_every > 0 or a sync")
 
@@ -224,6 +227,8 @@ class GraspPlanner(Planner):
                                                    {"params": [free], "lr": self.lr_actions}])
 
         opt = fresh_optimizer()
+        keep = set(np.linspace(0, n - 1, self.snapshots).round().astype(int).tolist()) if self.snapshots else set()
+        snapshots: list[torch.Tensor] = []
         curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
                                                    "grad_norm_actions", "horizon", "time")}
         events: dict[str, list] = {k: [] for k in ("sync_cost_before", "sync_cost", "sync_iteration",
@@ -247,6 +252,8 @@ class GraspPlanner(Planner):
             curves["grad_norm_states"].append(states.grad.flatten(1).norm(dim=1))
             curves["grad_norm_actions"].append(free.grad.flatten(1).norm(dim=1))
             curves["horizon"].append(free.shape[1])
+            if k in keep:
+                snapshots.append(states.detach().cpu().clone())
             latest = None
             if self.sync != "none" and (k + 1) % self.sync_every == 0:
                 before, latest = self.run_sync(state0, goal, free, generator)
@@ -269,6 +276,8 @@ class GraspPlanner(Planner):
         used = len(curves["time"])
         info.update(sigma=torch.tensor(sigmas[:used]), gamma=torch.tensor(gammas[:used]),
                     dynamics_weight=torch.tensor(dyn_weights[:used]), iterations=used)
+        if snapshots:  # the virtual states after chosen iterations, for pictures (a list: T may grow)
+            info.update(snapshots=snapshots, snapshot_iteration=sorted(keep)[: len(snapshots)])
         return PlanResult(self.param.to_actions(free.detach()), info, states.detach())
 
     def run_sync(self, state0, goal, free, generator) -> tuple[torch.Tensor, torch.Tensor]:
