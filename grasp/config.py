@@ -65,6 +65,8 @@ def validate(cfg: DictConfig) -> None:
              f"at most data.episode_len ({cfg.data.episode_len})", cfg.train.rollout_len)
     every = cfg.train.get("checkpoint_every", 0)
     _require(isinstance(every, int) and every >= 0, "train.checkpoint_every", "an integer >= 0 (0 = never)", every)
+    pictures = cfg.eval.get("pictures", 0)
+    _require(isinstance(pictures, int) and pictures >= 0, "eval.pictures", "an integer >= 0", pictures)
     plan_curves = cfg.eval.get("plan_curves", 0)
     _require(isinstance(plan_curves, int) and plan_curves >= 0, "eval.plan_curves", "an integer >= 0", plan_curves)
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)

@@ -61,6 +61,16 @@ class WandbRun:
 
             self.run.log({key: wandb.Table(dataframe=frame)})
 
+    def log_media(self, images: dict[str, Path] | None = None, videos: dict[str, Path] | None = None) -> None:
+        """PNG files as wandb.Image and MP4 files as wandb.Video (copied into the run's files)."""
+        if self.run is None or not (images or videos):
+            return
+        import wandb
+
+        media = {key: wandb.Image(str(path)) for key, path in (images or {}).items()}
+        media.update({key: wandb.Video(str(path), format="mp4") for key, path in (videos or {}).items()})
+        self.run.log(media)
+
     def summary(self, values: dict[str, Any]) -> None:
         if self.run is not None:
             self.run.summary.update(values)

@@ -18,10 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from grasp.config import ConfigError, config_hash, validate
 from grasp.envs.base import Task
 from grasp.eval.metrics import RESULT_COLUMNS, summarize, to_markdown
+from grasp.eval.pictures import episode_pictures, training_curves
 from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.loggers import WandbRun
 from grasp.planners.base import Planner
-from grasp.planners.mpc import run_mpc
+from grasp.planners.mpc import PixelObserver, run_mpc
 from grasp.train.dataset import load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
 from grasp.utils import atomic_path, derive_seed, resolve_device, seed_everything
@@ -58,11 +59,17 @@ def goal_weights(cfg: DictConfig, world_model, task: Task) -> list[float] | None
     return [1.0 if i in task.goal_dims else 0.0 for i in range(task.state_dim)]
 
 
+#: iterations whose virtual states a pixel model's plan strip shows
+PLAN_STRIP_ROWS = 5
+
+
 def build_planner(cfg: DictConfig, world_model, task: Task) -> Planner:
     kwargs: dict[str, Any] = {"action_low": task.action_low.tolist(), "action_high": task.action_high.tolist()}
     weights = goal_weights(cfg, world_model, task)
     if weights is not None:
         kwargs["state_weights"] = weights
+    if observes_pixels(cfg) and cfg.eval.get("pictures", 0) and cfg.planner.get("snapshots") == 0:
+        kwargs["snapshots"] = PLAN_STRIP_ROWS  # what the plan strips of pixel models show
     return instantiate_checked(cfg.planner, "planner", world_model=world_model, **kwargs)
 
 
@@ -71,8 +78,19 @@ def task_version(cfg: DictConfig) -> int:
     return int(getattr(hydra.utils.get_class(cfg.env._target_), "version", 1))
 
 
+def observes_pixels(cfg: DictConfig) -> bool:
+    """Whether the configured world model reads frames (its class's `observation`)."""
+    return getattr(hydra.utils.get_class(cfg.world_model._target_), "observation", "state") == "pixels"
+
+
+def frame_size(cfg: DictConfig) -> int | None:
+    """The frame size a pixel model's dataset is rendered at; None for state models."""
+    return int(cfg.world_model.frame_size) if observes_pixels(cfg) else None
+
+
 def data_key(cfg: DictConfig) -> str:
-    return config_hash(cfg.env, task_version(cfg), cfg.data)
+    size = frame_size(cfg)
+    return config_hash(cfg.env, task_version(cfg), cfg.data, *([{"frame_size": size}] if size else []))
 
 
 #: train keys that change how training is saved, not what it produces
@@ -105,7 +123,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
         if "train" not in cfg.stages and "evaluate" not in cfg.stages:
             _dataset(cfg, task)
             return None
-        model, model_metrics = _world_model(cfg, task, dims, device, wandb_run)
+        model, model_metrics = _world_model(cfg, task, dims, device, wandb_run, output_dir)
         if "evaluate" not in cfg.stages:
             return None
         results = evaluate(cfg, task, model, name, device, output_dir, wandb_run, protocol, model_metrics)
@@ -129,7 +147,8 @@ def data_policy(cfg: DictConfig, task: Task) -> str:
 
 
 def _dataset(cfg: DictConfig, task: Task):
-    data_cfg = OmegaConf.merge(cfg.data, {"policy": data_policy(cfg, task)})
+    data_cfg = OmegaConf.create({**OmegaConf.to_container(cfg.data, resolve=True), "policy": data_policy(cfg, task),
+                                 "frame_size": frame_size(cfg)})
     return load_or_collect(_data_path(cfg, task), task, data_cfg, data_key(cfg),
                            allow_collect="collect" in cfg.stages, progress=cfg.progress)
 
@@ -146,8 +165,9 @@ def _interrupted_run_id(cfg: DictConfig, task: Task) -> str | None:
     return None if saved is None else saved.get("wandb_run_id")
 
 
-def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_run: WandbRun):
-    """The model and its validation metrics (from training or from the checkpoint)."""
+def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_run: WandbRun, output_dir: Path):
+    """The model and its validation metrics (from training or from the checkpoint); its training
+    curves go to <output_dir>/pictures/training_curves.png."""
     if cfg.checkpoint is not None:
         model, payload = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
         log.info("train: using checkpoint %s", cfg.checkpoint)
@@ -159,6 +179,9 @@ def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_
                                 log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id})
     if info.get("metrics"):
         wandb_run.summary({f"world_model/{k}": v for k, v in info["metrics"].items()})
+    if info.get("history"):
+        curves = training_curves(info["history"], output_dir / "pictures" / "training_curves.png")
+        wandb_run.log_media(images={"pictures/training_curves": curves})
     return model, info.get("metrics") or {}
 
 
@@ -206,9 +229,10 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
              "open loop" if cfg.eval.open_loop else f"MPC replanning every {cfg.eval.replan_every}")
     started = time.perf_counter()
     try:
+        observer = PixelObserver(cfg.world_model.frame_size, cfg.world_model.history) if observes_pixels(cfg) else None
         outcomes = run_mpc(tasks, planner, starts, goals, max_steps=int(cfg.eval.max_steps),
                            replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
-                           generator=generator, progress=cfg.progress)
+                           generator=generator, progress=cfg.progress, observer=observer)
     finally:
         for extra in tasks[1:]:
             extra.close()
@@ -242,6 +266,9 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
             "model_divergence")}})
     wandb_run.log_table("episodes", results)
     log_plan_curves(wandb_run, [o.first_plan_info for o in outcomes[: int(cfg.eval.get("plan_curves", 0))]])
+    if observes_pixels(cfg):
+        for i, outcome in enumerate(outcomes[: int(cfg.eval.get("pictures", 0))]):
+            wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}"))
     summary = table.iloc[0].to_dict()
     wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
                        "eval/median_time_to_success_s": summary["median_time_to_success_s"],

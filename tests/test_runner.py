@@ -40,6 +40,11 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     assert [row["plan/iteration"] for row in curves] == list(range(25))  # TINY: planner.iterations=25
     assert all({"plan/ep0/best_cost", "plan/ep1/best_cost"} <= set(row) for row in curves)
     assert (results["plan_iterations"] == 25).all() and (results["model_final_cost"] >= 0).all()
+    # the training curves are drawn to a PNG and logged to W&B as an image
+    assert (tmp_path / "run1" / "pictures" / "training_curves.png").stat().st_size > 1000
+    (image,) = [row for row in run["history"] if "pictures/training_curves/_type" in row]
+    assert image["pictures/training_curves/_type"] == "image-file"
+    assert (run_dir / "files" / image["pictures/training_curves/path"]).exists(), "W&B keeps its copy of the PNG"
 
     datasets = list((tmp_path / "outputs" / "cache" / "data" / "wall").glob("*.npz"))
     checkpoints = list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))

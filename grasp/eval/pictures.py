@@ -91,3 +91,29 @@ def training_curves(history: Sequence[dict], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def episode_pictures(model, outcome, directory: Path, name: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """A pixel model's pictures of one evaluated episode: the strip of its first plan's decoded
+    virtual states over iterations (planners with snapshots) and the video of the simulator's
+    frames beside the model's decoded prediction of them. Returns (images, videos) by W&B key."""
+    import torch
+
+    images: dict[str, Path] = {}
+    videos: dict[str, Path] = {}
+    start = goal = None
+    if outcome.start_observation is not None:
+        start, goal = outcome.start_observation[-3:], outcome.goal_observation[-3:]
+    info = outcome.first_plan_info or {}
+    device = model.device
+    with torch.no_grad():
+        if info.get("snapshots"):
+            rows = [model.decode(snapshot.to(device)).cpu().numpy() for snapshot in info["snapshots"]]
+            images[f"pictures/{name}_plan_strip"] = plan_strip(rows, info["snapshot_iteration"],
+                                                                Path(directory) / f"{name}_plan_strip.png",
+                                                                start=start, goal=goal)
+        if outcome.frames:
+            predicted = model.decode(torch.stack(outcome.predicted).to(device)).cpu().numpy()
+            videos[f"pictures/{name}_video"] = side_by_side_video(np.stack(outcome.frames), predicted,
+                                                                  Path(directory) / f"{name}_video.mp4")
+    return images, videos

@@ -35,6 +35,12 @@ class EpisodeOutcome:
     max_divergence: float = float("nan")
     #: the actions executed in the simulator, in order (for replay and videos)
     actions: list[np.ndarray] = field(default_factory=list)
+    #: pixel models: the observation at the start and the goal's, the current frame (3, S, S)
+    #: seen after each executed step, and the model's latent prediction of each of those steps
+    start_observation: np.ndarray | None = None
+    goal_observation: np.ndarray | None = None
+    frames: list[np.ndarray] = field(default_factory=list)
+    predicted: list[torch.Tensor] = field(default_factory=list)
 
 
 class StateObserver:
@@ -49,6 +55,30 @@ class StateObserver:
 
     def step(self, i: int, task: Task, state: np.ndarray) -> np.ndarray:
         return state
+
+
+class PixelObserver:
+    """What a pixel model sees: the last `history` frames of each episode (goal markers hidden),
+    and the goal state rendered the same way."""
+
+    def __init__(self, frame_size: int, history: int) -> None:
+        self.frame_size, self.history = int(frame_size), int(history)
+        self.histories: list = []
+
+    def goals(self, tasks: list[Task], goals: np.ndarray) -> np.ndarray:
+        from grasp.envs.observe import goal_observation
+
+        return np.stack([goal_observation(task, goal, self.frame_size, self.history)
+                         for task, goal in zip(tasks, goals)])
+
+    def reset(self, tasks: list[Task], states: np.ndarray) -> np.ndarray:
+        from grasp.envs.observe import FrameHistory
+
+        self.histories = [FrameHistory(self.frame_size, self.history) for _ in tasks]
+        return np.stack([frames.reset(task) for frames, task in zip(self.histories, tasks)])
+
+    def step(self, i: int, task: Task, state: np.ndarray) -> np.ndarray:
+        return self.histories[i].push(task)
 
 
 def run_mpc(
@@ -86,6 +116,9 @@ def run_mpc(
     with torch.no_grad():
         goal_model = model.encode(torch.as_tensor(goal_obs, device=device).float())
     outcomes = [EpisodeOutcome() for _ in range(n)]
+    if getattr(model, "observation", "state") == "pixels":
+        for i, outcome in enumerate(outcomes):
+            outcome.start_observation, outcome.goal_observation = observations[i].copy(), goal_obs[i]
     active = np.ones(n, dtype=bool)
     warm: WarmStart | None = None  # previous plans of all n episodes, rows of finished ones unused
     t0 = time.perf_counter()
@@ -158,8 +191,11 @@ def _measure_divergence(model, tasks: list[Task], chunks, outcomes: list[Episode
                     continue
                 if pixels:
                     seen = torch.as_tensor(np.stack([obs for _, obs in reached[row]]), device=latents.device)
-                    gap = (latents[row, : len(seen)] - model.encode(seen.float())).pow(2).mean(-1).sqrt()
+                    predicted_latents = latents[row, : len(seen)]
+                    gap = (predicted_latents - model.encode(seen.float())).pow(2).mean(-1).sqrt()
                     gaps[i].extend(gap.cpu().tolist())
+                    outcomes[i].frames.extend(obs[-3:] for _, obs in reached[row])
+                    outcomes[i].predicted.extend(predicted_latents.cpu())
                 else:
                     real = np.stack([state for state, _ in reached[row]])
                     gaps[i].extend(np.atleast_1d(tasks[i].distance(predicted[row, : len(real)], real)).tolist())
