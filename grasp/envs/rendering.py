@@ -21,6 +21,10 @@ class FrameRenderer:
             visual.offwidth, visual.offheight = max(visual.offwidth, size), max(visual.offheight, size)
             self._renderers[size] = mujoco.Renderer(self.model, size, size)
         renderer = self._renderers[size]
+        # mj_step leaves positions computed before its last integration: without this, a frame
+        # shows the state one physics step before the one the task reports
+        mujoco.mj_kinematics(self.model, data)
+        mujoco.mj_camlight(self.model, data)
         renderer.update_scene(data, camera=camera)
         return renderer.render().copy()
 

@@ -21,11 +21,13 @@ DATASET_VERSION = 1
 
 @dataclass
 class TrajectoryDataset:
-    """states (N, L+1, D) and actions (N, L, A) of N exploration episodes of L model steps."""
+    """states (N, L+1, D) and actions (N, L, A) of N exploration episodes of L model steps;
+    for pixel models also the frame of every state, frames (N, L+1, 3, S, S) uint8."""
 
     states: np.ndarray
     actions: np.ndarray
     meta: dict
+    frames: np.ndarray | None = None
 
     @property
     def num_transitions(self) -> int:
@@ -37,8 +39,9 @@ class TrajectoryDataset:
         n_train = len(self.states) - n_val
         if n_train < 1:
             raise ValueError(f"val_fraction={val_fraction} leaves no training episodes out of {len(self.states)}")
-        train = TrajectoryDataset(self.states[:n_train], self.actions[:n_train], self.meta)
-        val = TrajectoryDataset(self.states[n_train:], self.actions[n_train:], self.meta)
+        frames = (None, None) if self.frames is None else (self.frames[:n_train], self.frames[n_train:])
+        train = TrajectoryDataset(self.states[:n_train], self.actions[:n_train], self.meta, frames[0])
+        val = TrajectoryDataset(self.states[n_train:], self.actions[n_train:], self.meta, frames[1])
         return train, val
 
     def transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,13 +52,15 @@ class TrajectoryDataset:
     def save(self, path: str | Path) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, states=self.states, actions=self.actions, meta=json.dumps(self.meta))
+                extra = {} if self.frames is None else {"frames": self.frames}
+                np.savez_compressed(fh, states=self.states, actions=self.actions, meta=json.dumps(self.meta), **extra)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrajectoryDataset":
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            return cls(states=data["states"], actions=data["actions"], meta=meta)
+            frames = data["frames"] if "frames" in data.files else None
+            return cls(states=data["states"], actions=data["actions"], meta=meta, frames=frames)
 
 
 def exploration_actions(
@@ -77,13 +82,18 @@ def exploration_actions(
 
 
 def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float, seed: int,
-            progress: bool = True) -> TrajectoryDataset:
+            progress: bool = True, frame_size: int | None = None) -> TrajectoryDataset:
+    """Exploration episodes; with `frame_size`, the frame of every state too (headless renders)."""
     rng = np.random.default_rng(seed)
+    frames = None if frame_size is None else np.empty((episodes, episode_len + 1, 3, frame_size, frame_size),
+                                                      dtype=np.uint8)
     states = np.empty((episodes, episode_len + 1, task.state_dim), dtype=np.float32)
     actions = np.empty((episodes, episode_len, task.action_dim), dtype=np.float32)
     low, high = task.action_low, task.action_high
     for ep in tqdm(range(episodes), desc="collect", unit="ep", disable=not progress, mininterval=1.0):
         state = states[ep, 0] = task.reset(task.sample_state(rng))
+        if frames is not None:
+            frames[ep, 0] = task.render(frame_size).transpose(2, 0, 1)
         if policy != "scripted":  # open-loop noise, scaled to the task's bounds
             planned = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
             planned = low + (planned + 1.0) * 0.5 * (high - low)
@@ -91,10 +101,12 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
             action = task.exploration_action(rng, state) if policy == "scripted" else planned[t]
             actions[ep, t] = np.clip(action, low, high)
             state = states[ep, t + 1] = task.step(actions[ep, t])
+            if frames is not None:
+                frames[ep, t + 1] = task.render(frame_size).transpose(2, 0, 1)
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
             "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
-            "policy": policy, "seed": seed, "stats": statistics(states, actions)}
-    return TrajectoryDataset(states, actions, meta)
+            "policy": policy, "seed": seed, "frame_size": frame_size, "stats": statistics(states, actions)}
+    return TrajectoryDataset(states, actions, meta, frames)
 
 
 def statistics(states: np.ndarray, actions: np.ndarray) -> dict[str, list[float]]:
@@ -114,7 +126,7 @@ def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_co
     with FileLock(str(path) + ".lock"):
         if path.exists():
             data = TrajectoryDataset.load(path)
-            _check_matches(data, path, task, config_hash)
+            _check_matches(data, path, task, config_hash, data_cfg.get("frame_size"))
             log.info("collect: reusing cached dataset %s (%d transitions)", path, data.num_transitions)
             return data
         if not allow_collect:
@@ -123,16 +135,17 @@ def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_co
                 "add it back to `stages` or point `checkpoint` at a trained world model"
             )
         data = collect(task, data_cfg.episodes, data_cfg.episode_len, data_cfg.policy, data_cfg.correlation,
-                       data_cfg.seed, progress=progress)
+                       data_cfg.seed, progress=progress, frame_size=data_cfg.get("frame_size"))
         data.meta["config_hash"] = config_hash
         data.save(path)
         log.info("collect: wrote %s (%d transitions)", path, data.num_transitions)
         return data
 
 
-def _check_matches(data: TrajectoryDataset, path: Path, task: Task, config_hash: str) -> None:
+def _check_matches(data: TrajectoryDataset, path: Path, task: Task, config_hash: str,
+                   frame_size: int | None = None) -> None:
     expected = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
-                "action_dim": task.action_dim, "config_hash": config_hash}
+                "action_dim": task.action_dim, "config_hash": config_hash, "frame_size": frame_size}
     wrong = {k: (data.meta.get(k), v) for k, v in expected.items() if data.meta.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}: file has {got!r}, expected {want!r}" for k, (got, want) in wrong.items())
