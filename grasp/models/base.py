@@ -29,6 +29,11 @@ class WorldModel(nn.Module):
         """Called once before training with the training episodes' states (N, L+1, D) and
         actions (N, L, A); default: nothing to fit."""
 
+    def calibrate(self, obs: torch.Tensor) -> None:
+        """Called before each validation and after training with a fixed sample of training
+        observations (N, ...): statistics that must match the final weights (e.g. a latent
+        BatchNorm's) are refit here; default: nothing."""
+
     def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss on windows: obs (B, pred_steps + 1, ...), actions (B, pred_steps, A)."""
         raise NotImplementedError

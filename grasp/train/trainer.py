@@ -58,6 +58,13 @@ class Episodes:
         time = start[:, None] + steps
         return self.observations(episode[:, None].expand_as(time), time), self.actions[episode[:, None], time[:, :-1]]
 
+    def calibration_sample(self, size: int = 1024, seed: int = 0) -> torch.Tensor:
+        """A fixed sample of observations for `WorldModel.calibrate` (its own RNG, so the
+        training batches do not depend on it)."""
+        generator = torch.Generator().manual_seed(seed)
+        flat = torch.randint(0, self.episodes * (self.length + 1), (size,), generator=generator).to(self.states.device)
+        return self.observations(flat // (self.length + 1), flat % (self.length + 1))
+
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniform windows; with one-step windows the draw is one flat transition index."""
         starts = self.length - self.window + 1
@@ -125,6 +132,7 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
     train_set, val_set = data.split(val_fraction)
     episodes = Episodes(model, train_set)
     model.prepare(episodes.states, episodes.actions)
+    calibration = episodes.calibration_sample(seed=int(train_cfg.seed)) if episodes.pixels else None
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps = int(train_cfg.steps)
@@ -155,6 +163,8 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             if not math.isfinite(loss_value):
                 raise FloatingPointError(f"world-model training loss became {loss_value} at step {step}; "
                                          "lower train.lr or check the dataset")
+            if calibration is not None:
+                model.calibrate(calibration)
             metrics = {"train/step": step, "train/loss": loss_value,
                        **{f"train/{k}": v for k, v in parts.items() if k != "loss"},
                        **validate(model, val_set, int(train_cfg.rollout_len))}
