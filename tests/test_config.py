@@ -68,6 +68,15 @@ def test_the_suite_has_one_preset_per_task_sweeping_grasp_and_cem():
         assert cfg.eval.max_steps >= cfg.horizon and cfg.eval.episodes >= 10
 
 
+@pytest.mark.parametrize("task", ["wall", "pusht"])
+def test_pixel_presets_evaluate_on_the_suite_protocol(task):
+    from grasp.pipeline import observes_pixels, protocol_key
+
+    state, pixel = (compose_config([f"experiment={kind}/{task}"]) for kind in ("suite", "pixel"))
+    assert observes_pixels(pixel) and not observes_pixels(state)
+    assert protocol_key(pixel, "auto") == protocol_key(state, "auto"), "one protocol file serves both models"
+
+
 def test_user_override_beats_interpolated_default():
     cfg = compose_config(["horizon=40", "planner.horizon=25"])
     assert cfg.planner.horizon == 25 and cfg.horizon == 40
