@@ -60,8 +60,10 @@ class Task(ABC):
         """A (start state, goal state) pair for evaluation, drawn from `rng`."""
 
     @abstractmethod
-    def render(self, size: int = 64) -> np.ndarray:
-        """An RGB frame (size, size, 3) uint8 of the current state."""
+    def render(self, size: int = 64, show_goal: bool = True) -> np.ndarray:
+        """An RGB frame (size, size, 3) uint8 of the current state. show_goal=False leaves out
+        the goal marker (grasp.envs.rendering.GOAL_GROUP): pixel models observe such frames,
+        so that no observation gives the goal away."""
 
     def set_goal(self, goal: np.ndarray) -> None:
         """Show `goal` in rendered frames (a marker); tasks without one ignore it."""

@@ -17,7 +17,7 @@ from dm_control.suite import point_mass as suite_point_mass
 from dm_control.suite import reacher as suite_reacher
 
 from grasp.envs.base import Task
-from grasp.envs.rendering import FrameRenderer
+from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 
 class DMCTask(Task):
@@ -52,6 +52,7 @@ class DMCTask(Task):
         model.geom_rbound[self._target] = self.success_threshold
         # Half transparent, so the arm / ball stays visible when it is at the goal.
         model.mat_rgba[model.geom_matid[self._target], 3] = 0.5
+        model.geom_group[self._target] = GOAL_GROUP  # so that render(show_goal=False) can leave it out
         self._frames = FrameRenderer(self.physics.model.ptr)
         self.reset(np.zeros(self.state_dim))
 
@@ -110,8 +111,8 @@ class DMCTask(Task):
         # Recompute geom positions from the unchanged qpos, so the marker moves in the next frame.
         mujoco.mj_kinematics(self.physics.model.ptr, self.physics.data.ptr)
 
-    def render(self, size: int = 64) -> np.ndarray:
-        return self._frames.frame(self.physics.data.ptr, size, self.camera)
+    def render(self, size: int = 64, show_goal: bool = True) -> np.ndarray:
+        return self._frames.frame(self.physics.data.ptr, size, self.camera, show_goal)
 
     def close(self) -> None:
         self._frames.close()

@@ -1,4 +1,8 @@
-"""What a pixel world model sees of a task: stacks of the last few rendered frames."""
+"""What a pixel world model sees of a task: stacks of the last few rendered frames.
+
+Every frame here is rendered with show_goal=False: an observation that showed the goal marker
+would hand the model the goal in every step (and the goal observation would show it twice).
+"""
 
 from __future__ import annotations
 
@@ -8,36 +12,45 @@ from grasp.envs.base import Task
 
 
 def frame(task: Task, size: int) -> np.ndarray:
-    """The task's current frame, channels first: (3, size, size) uint8."""
-    return np.ascontiguousarray(task.render(size).transpose(2, 0, 1))
+    """The task's current frame without the goal marker, channels first: (3, size, size) uint8."""
+    return np.ascontiguousarray(task.render(size, show_goal=False).transpose(2, 0, 1))
 
 
 class FrameHistory:
     """The last `history` frames of one task, stacked on channels oldest first: (history * 3,
     S, S) uint8, the current frame in the last 3 channels. A new episode repeats its first frame,
-    as the training windows do (grasp.train.trainer.Episodes)."""
+    as the training windows do (TrajectoryDataset.observations, grasp.train.trainer.Episodes)."""
 
     def __init__(self, size: int, history: int) -> None:
-        if history < 1:
+        if int(history) != history or history < 1:
             raise ValueError(f"world_model.history={history}: allowed an integer >= 1")
+        if int(size) != size or size < 1:
+            raise ValueError(f"world_model.frame_size={size}: allowed an integer >= 1")
         self.size, self.history = int(size), int(history)
         self.frames: list[np.ndarray] = []
 
     def reset(self, task: Task) -> np.ndarray:
-        self.frames = [frame(task, self.size)] * self.history
+        """Start an episode at the task's current state."""
+        first = frame(task, self.size)
+        self.frames = [first.copy() for _ in range(self.history)]
         return np.concatenate(self.frames)
 
     def push(self, task: Task) -> np.ndarray:
+        """Add the task's current frame (after a step), dropping the oldest."""
+        if not self.frames:
+            raise RuntimeError("FrameHistory.push before reset: call reset(task) at the start of an episode")
         self.frames = [*self.frames[1:], frame(task, self.size)]
         return np.concatenate(self.frames)
 
 
-def goal_observation(task: Task, goal: np.ndarray, size: int, history: int) -> np.ndarray:
+def goal_observation(task: Task, goal_state: np.ndarray, size: int, history: int) -> np.ndarray:
     """A goal state as a pixel model sees it: its frame repeated `history` times (the goal at
-    rest). Puts the simulator in the goal state to render it and then back where it was."""
+    rest), (history * 3, size, size) uint8. It puts the simulator in `goal_state` to render it,
+    then restores the state it held before (via task.reset, so per-episode extras that reset
+    clears, such as a scripted policy's plan, are not kept)."""
     before = task.get_state()
     try:
-        task.reset(goal)
+        task.reset(np.asarray(goal_state, dtype=np.float64))
         image = frame(task, size)
     finally:
         task.reset(before)

@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
-from grasp.envs.rendering import FrameRenderer
+from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 # gymnasium_robotics prints a notice about its Adroit hand envs on import; irrelevant here.
 with contextlib.redirect_stderr(io.StringIO()):
@@ -68,6 +68,7 @@ class PointMazeTask(Task):
         self.data: mujoco.MjData = self.env.data
         self._maze = self.env.maze
         self._target_site = self.env.target_site_id
+        self.model.site_group[self._target_site] = GOAL_GROUP  # so that render(show_goal=False) can leave it out
         self._goal_height = self._maze.maze_height / 2 * self._maze.maze_size_scaling
         self._frames = FrameRenderer(self.model)
 
@@ -153,8 +154,8 @@ class PointMazeTask(Task):
         self.model.site_pos[self._target_site] = (xy[0], xy[1], self._goal_height)
         mujoco.mj_kinematics(self.model, self.data)  # site_xpos, which the renderer draws from
 
-    def render(self, size: int = 64) -> np.ndarray:
-        return self._frames.frame(self.data, size, self._camera)
+    def render(self, size: int = 64, show_goal: bool = True) -> np.ndarray:
+        return self._frames.frame(self.data, size, self._camera, show_goal)
 
     def close(self) -> None:
         self._frames.close()

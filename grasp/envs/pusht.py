@@ -47,7 +47,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
-from grasp.envs.rendering import FrameRenderer
+from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 #: one unit of this task in the original's pixels
 PX = 256.0
@@ -101,9 +101,9 @@ _XML = """
     <geom name="wall_bottom" type="box" pos="0 -{wall_pos} 0.05" size="{wall_len} {half_t} 0.05"/>
     <body name="goal" mocap="true" pos="0 0 0.001">
       <geom name="goal_bar" type="box" pos="0 {bar_y} 0" size="{bar_hx} {bar_hy} 0.001" rgba="0.3 0.8 0.3 0.5"
-            contype="0" conaffinity="0"/>
+            contype="0" conaffinity="0" group="{goal_group}"/>
       <geom name="goal_stem" type="box" pos="0 {stem_y} 0" size="{stem_hx} {stem_hy} 0.001" rgba="0.3 0.8 0.3 0.5"
-            contype="0" conaffinity="0"/>
+            contype="0" conaffinity="0" group="{goal_group}"/>
     </body>
     <body name="pusher" pos="0 0 0.05">
       <joint name="pusher_x" type="slide" axis="1 0 0" damping="{pusher_gain}"/>
@@ -252,6 +252,7 @@ class PushTTask(Task):
             block_damping_yaw=block_damping * BLOCK_GYRATION**2, block_frictionloss=block_frictionloss,
             block_frictionloss_yaw=block_frictionloss * BLOCK_GYRATION, pusher_radius=pusher_radius,
             pusher_mass=pusher_mass, pusher_gain=pusher_gain, gear=pusher_gain * pusher_speed,
+            goal_group=GOAL_GROUP,
         )
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
@@ -413,8 +414,8 @@ class PushTTask(Task):
         self.model.body_quat[self._goal_body] = self.data.mocap_quat[self._goal_mocap] = quat
         mujoco.mj_kinematics(self.model, self.data)  # geom_xpos, which the renderer draws from
 
-    def render(self, size: int = 64) -> np.ndarray:
-        return self._frames.frame(self.data, size, "top")
+    def render(self, size: int = 64, show_goal: bool = True) -> np.ndarray:
+        return self._frames.frame(self.data, size, "top", show_goal)
 
     def close(self) -> None:
         self._frames.close()

@@ -10,7 +10,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
-from grasp.envs.rendering import FrameRenderer
+from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 _XML = """
 <mujoco model="wall">
@@ -27,7 +27,8 @@ _XML = """
     <geom name="bound_bottom" type="box" pos="0 -{bound_pos} 0.05" size="{bound_len} {half_t} 0.05"/>
     <geom name="wall_low" type="box" pos="0 {low_center} 0.05" size="{half_t} {low_half} 0.05"/>
     <geom name="wall_high" type="box" pos="0 {high_center} 0.05" size="{half_t} {high_half} 0.05"/>
-    <site name="goal" type="cylinder" pos="0 0 0.002" size="{goal_radius} 0.001" rgba="0.9 0.2 0.2 0.8"/>
+    <site name="goal" type="cylinder" pos="0 0 0.002" size="{goal_radius} 0.001" rgba="0.9 0.2 0.2 0.8"
+          group="{goal_group}"/>
     <body name="agent" pos="0 0 0.05">
       <joint name="x" type="slide" axis="1 0 0" damping="{damping}"/>
       <joint name="y" type="slide" axis="0 1 0" damping="{damping}"/>
@@ -80,8 +81,8 @@ class WallTask(Task):
             timestep=timestep, cam_height=(arena_half + wall_thickness) / np.tan(np.radians(22.5)),
             floor=arena_half + 0.2, half_t=half_t, bound_pos=arena_half + half_t, bound_len=arena_half + wall_thickness,
             low_center=-arena_half + low_half, low_half=low_half, high_center=arena_half - high_half,
-            high_half=high_half, goal_radius=success_threshold, damping=damping, radius=agent_radius, mass=mass,
-            gear=gear,
+            high_half=high_half, goal_radius=success_threshold, goal_group=GOAL_GROUP, damping=damping,
+            radius=agent_radius, mass=mass, gear=gear,
         )
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
@@ -147,8 +148,8 @@ class WallTask(Task):
         self.model.site_pos[self._goal_site, :2] = np.asarray(goal)[:2]
         mujoco.mj_kinematics(self.model, self.data)  # so the next frame shows it without a reset
 
-    def render(self, size: int = 64) -> np.ndarray:
-        return self._frames.frame(self.data, size, "top")
+    def render(self, size: int = 64, show_goal: bool = True) -> np.ndarray:
+        return self._frames.frame(self.data, size, "top", show_goal)
 
     def close(self) -> None:
         self._frames.close()

@@ -17,6 +17,9 @@ from grasp.utils import atomic_path
 log = logging.getLogger(__name__)
 
 DATASET_VERSION = 1
+#: meta["frames_show_goal"] of frame datasets: their frames leave the goal marker out (earlier ones
+#: drew it at its default place, which a model trained on them would expect to see)
+FRAMES_SHOW_GOAL = False
 
 
 @dataclass
@@ -43,6 +46,20 @@ class TrajectoryDataset:
         train = TrajectoryDataset(self.states[:n_train], self.actions[:n_train], self.meta, frames[0])
         val = TrajectoryDataset(self.states[n_train:], self.actions[n_train:], self.meta, frames[1])
         return train, val
+
+    def observations(self, history: int) -> np.ndarray:
+        """Frame stacks (N, L+1, history * 3, S, S) uint8: each step with the history - 1 frames
+        before it, oldest first, the episode's first frame repeated before its start (as
+        grasp.envs.observe.FrameHistory stacks them during planning). A new array of `history`
+        times the frames' size."""
+        if self.frames is None:
+            raise ValueError("this dataset has no frames: collect it with data.frame_size set")
+        if int(history) != history or history < 1:
+            raise ValueError(f"world_model.history={history}: allowed an integer >= 1")
+        n, steps, channels, height, width = self.frames.shape
+        time = np.arange(steps)[:, None] + np.arange(1 - int(history), 1)[None, :]  # (L+1, history)
+        stacks = self.frames[:, np.maximum(time, 0)]  # (N, L+1, history, 3, S, S)
+        return stacks.reshape(n, steps, int(history) * channels, height, width)
 
     def transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flattened (s, a, s') arrays for one-step training."""
@@ -83,7 +100,12 @@ def exploration_actions(
 
 def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float, seed: int,
             progress: bool = True, frame_size: int | None = None) -> TrajectoryDataset:
-    """Exploration episodes; with `frame_size`, the frame of every state too (headless renders)."""
+    """Exploration episodes; with `frame_size`, the frame of every state too (headless renders
+    without the goal marker, which a pixel model must not be shown)."""
+    if frame_size is not None:
+        if isinstance(frame_size, bool) or not isinstance(frame_size, (int, np.integer)) or frame_size < 1:
+            raise ValueError(f"data.frame_size={frame_size!r}: allowed null (state datasets) or an integer >= 1")
+        frame_size = int(frame_size)
     rng = np.random.default_rng(seed)
     frames = None if frame_size is None else np.empty((episodes, episode_len + 1, 3, frame_size, frame_size),
                                                       dtype=np.uint8)
@@ -93,7 +115,7 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
     for ep in tqdm(range(episodes), desc="collect", unit="ep", disable=not progress, mininterval=1.0):
         state = states[ep, 0] = task.reset(task.sample_state(rng))
         if frames is not None:
-            frames[ep, 0] = task.render(frame_size).transpose(2, 0, 1)
+            frames[ep, 0] = task.render(frame_size, show_goal=False).transpose(2, 0, 1)
         if policy != "scripted":  # open-loop noise, scaled to the task's bounds
             planned = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
             planned = low + (planned + 1.0) * 0.5 * (high - low)
@@ -102,10 +124,12 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
             actions[ep, t] = np.clip(action, low, high)
             state = states[ep, t + 1] = task.step(actions[ep, t])
             if frames is not None:
-                frames[ep, t + 1] = task.render(frame_size).transpose(2, 0, 1)
+                frames[ep, t + 1] = task.render(frame_size, show_goal=False).transpose(2, 0, 1)
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
             "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
-            "policy": policy, "seed": seed, "frame_size": frame_size, "stats": statistics(states, actions)}
+            "policy": policy, "seed": seed, "frame_size": frame_size,
+            "frames_show_goal": None if frame_size is None else FRAMES_SHOW_GOAL,
+            "stats": statistics(states, actions)}
     return TrajectoryDataset(states, actions, meta, frames)
 
 
@@ -145,7 +169,8 @@ def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_co
 def _check_matches(data: TrajectoryDataset, path: Path, task: Task, config_hash: str,
                    frame_size: int | None = None) -> None:
     expected = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
-                "action_dim": task.action_dim, "config_hash": config_hash, "frame_size": frame_size}
+                "action_dim": task.action_dim, "config_hash": config_hash, "frame_size": frame_size,
+                "frames_show_goal": None if frame_size is None else FRAMES_SHOW_GOAL}
     wrong = {k: (data.meta.get(k), v) for k, v in expected.items() if data.meta.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}: file has {got!r}, expected {want!r}" for k, (got, want) in wrong.items())
