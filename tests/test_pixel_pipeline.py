@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, TINY, compose_config, run_cli
+from grasp.eval.pictures import episode_pictures
 from grasp.pipeline import build_planner, evaluation_protocol
 from grasp.planners.mpc import PixelObserver, run_mpc
 from grasp.train.trainer import build_world_model
@@ -47,6 +48,10 @@ def test_planning_from_images_never_reaches_the_encoder(planner, tmp_path):
     assert all(p.grad is None for p in model.encoder.parameters())
     assert all(o.steps == 4 for o in outcomes) and all(np.isfinite(o.divergence) for o in outcomes)
     assert outcomes[0].frames[0].shape == (3, 16, 16) and len(outcomes[0].predicted) == 4
+    # every planner's first plan gets a strip: virtual states (GRASP) or predicted states (GD, CEM)
+    assert outcomes[0].first_plan_info["snapshot_iteration"] == [0, 1, 2, 3, 4]
+    images, videos = episode_pictures(model, outcomes[0], tmp_path, "episode0")
+    assert images["pictures/episode0_plan_strip"].stat().st_size > 1000 and videos
 
 
 def test_pixel_run_end_to_end_with_pictures_in_wandb(tmp_path):

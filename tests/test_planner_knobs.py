@@ -357,3 +357,21 @@ def test_snapshots_keep_the_virtual_states_of_evenly_spaced_iterations():
                              **DETERMINISTIC).plan(start, goal, generator=gen(0))
     torch.testing.assert_close(restarted.info["snapshots"][-1], restarted.states.cpu())
     assert "snapshots" not in make_planner("grasp", model, horizon=6, iterations=10, sync="none").plan(start, goal).info
+
+
+@pytest.mark.parametrize("name", ["gd", "cem", "mppi"])
+def test_shooting_planners_snapshot_the_predicted_states_of_their_current_plan(name):
+    """Planners without virtual states show the model's rollout of the plan they hold: the last
+    snapshot is the rollout of the returned actions (GD on a linear model improves every step,
+    so its best iterate is its last)."""
+    model = LinearWorldModel.single_integrator()
+    start, goal = problems(batch=3, distance=0.3, seed=0)
+    knobs = {"lr": 0.02} if name == "gd" else {}
+    planner = make_planner(name, model, horizon=6, iterations=5, snapshots=3, **knobs)
+    result = planner.plan(start, goal, generator=gen(0))
+    assert result.info["snapshot_iteration"] == [0, 2, 4]
+    first, _, last = result.info["snapshots"]
+    assert first.shape == (3, 5, 2)
+    torch.testing.assert_close(last, model.rollout(start, result.actions)[:, :-1])
+    assert not torch.equal(first, last), "the plan moved between the first and the last snapshot"
+    assert "snapshots" not in make_planner(name, model, horizon=6, iterations=5).plan(start, goal).info

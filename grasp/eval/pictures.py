@@ -95,7 +95,8 @@ def training_curves(history: Sequence[dict], path: Path) -> Path:
 
 def episode_pictures(model, outcome, directory: Path, name: str) -> tuple[dict[str, Path], dict[str, Path]]:
     """A pixel model's pictures of one evaluated episode: the strip of its first plan's decoded
-    virtual states over iterations (planners with snapshots) and the video of the simulator's
+    states over iterations (virtual states of lifted planners, predicted states along the
+    current actions of the others; the planner's `snapshots` knob) and the video of the simulator's
     frames beside the model's decoded prediction of them. Returns (images, videos) by W&B key."""
     import torch
 

@@ -35,7 +35,7 @@ def select_problems(info: dict[str, Any], rows) -> dict[str, Any]:
     curves and scalars kept as they are."""
     picked: dict[str, Any] = {}
     for key, value in info.items():
-        if key == "snapshots":  # a list of (B, T - 1, D) virtual-state tensors
+        if key == "snapshots":  # a list of (B, T - 1, D) state tensors
             picked[key] = [snapshot[rows] for snapshot in value]
             continue
         per_problem = torch.is_tensor(value) and (value.ndim == 2 or (value.ndim == 1 and key in PROBLEM_KEYS))
@@ -78,7 +78,10 @@ class PlanResult:
     (iters, B) per problem; per-problem summaries (B,) named in PROBLEM_KEYS (final_cost: the
     true rollout cost of the returned actions); with restarts, restart_costs (R, B),
     restart_cost_std and best_restart (B,); plan_time (seconds); and python scalars
-    (iterations: the iterations actually run). Tensors are on the CPU.
+    (iterations: the iterations actually run). With the `snapshots` knob, "snapshots" lists
+    (B, T-1, D) states after the iterations in "snapshot_iteration": a lifted planner's
+    virtual states, a shooting planner's model prediction along its current actions. Tensors
+    are on the CPU.
     """
 
     actions: torch.Tensor
@@ -106,6 +109,7 @@ class Planner:
         restart_noise: float = 0.3,
         warm_start: bool = True,
         tolerance: float = 0.0,
+        snapshots: int = 0,
     ) -> None:
         self.horizon = check_range("horizon", horizon, 1, integer=True)
         self.world_model = world_model
@@ -130,6 +134,7 @@ class Planner:
         self.restart_noise = check_range("restart_noise", restart_noise, 0.0)
         self.use_warm_start = bool(warm_start)
         self.tolerance = check_range("tolerance", tolerance, 0.0)
+        self.snapshots = check_range("snapshots", snapshots, 0, integer=True)
 
     def _per_action(self, key: str, value) -> torch.Tensor:
         bound = torch.as_tensor(value, dtype=torch.float32, device=self.device)
@@ -219,6 +224,19 @@ class Planner:
                 raise ValueError(f"warm_start states must have shape {want} (B, T-1, D), got {tuple(states.shape)}")
             states = states.to(self.device, torch.float32)
         return WarmStart(self.clamp_actions(warm_start.actions.to(self.device, torch.float32)), states)
+
+    # ---- snapshots: what a plan looks like during optimisation, for pictures ---------------------
+    def snapshot_iterations(self, iterations: int) -> set[int]:
+        """`snapshots` evenly spaced iterations of 0..iterations-1 (none when the knob is 0)."""
+        if not self.snapshots:
+            return set()
+        return set(torch.linspace(0, iterations - 1, self.snapshots).round().long().tolist())
+
+    @torch.no_grad()
+    def predicted_states(self, state0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The states s_1..s_{T-1} (N, T-1, D) the model predicts along `actions`, on the CPU: a
+        shooting planner's counterpart of GRASP's virtual states."""
+        return self.world_model.rollout(state0, actions)[:, :-1].cpu()
 
     # ---- helpers shared by the planners -------------------------------------------------------
     def clamp_actions(self, actions: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ curricula, and shooting descent on the true rollout cost (GD's whole loop, GRASP
 from __future__ import annotations
 
 import time
-from typing import NamedTuple, Sequence
+from typing import Collection, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -69,15 +69,18 @@ class Shot(NamedTuple):
     costs: list[torch.Tensor]  # per step: (N,) cost of the iterate the step started from
     grad_norms: list[torch.Tensor]  # per step: (N,)
     times: list[float]  # per step: seconds since shoot() began
+    snapshots: list[torch.Tensor]  # predicted states (N, T-1, D) after the steps in `snapshot_at`
 
 
 def shoot(planner: Planner, state0: torch.Tensor, goal: torch.Tensor, free: torch.Tensor, param: ActionParam,
           steps: int, lr: float, optimizer: str = "adam", action_noise: Sequence[float] | None = None,
-          generator: torch.Generator | None = None, tolerance: float = 0.0) -> Shot:
+          generator: torch.Generator | None = None, tolerance: float = 0.0,
+          snapshot_at: Collection[int] = ()) -> Shot:
     """Descent on ||rollout(s0, actions(free))_T - g||^2 with full backprop through the serial
     rollout. Every problem keeps its best iterate (Adam's first steps have size ~lr whatever
     the gradient, and could spoil a converged plan), so the cost never rises. Stops early once
-    every problem's cost is within `tolerance` (0: never)."""
+    every problem's cost is within `tolerance` (0: never). Keeps the model's predicted states
+    along the iterate after each step in `snapshot_at`."""
     start = time.perf_counter()
     free = free.detach().clone().requires_grad_(True)
     opt = make_optimizer(optimizer, [{"params": [free], "lr": lr}])
@@ -85,6 +88,7 @@ def shoot(planner: Planner, state0: torch.Tensor, goal: torch.Tensor, free: torc
     costs: list[torch.Tensor] = []
     grad_norms: list[torch.Tensor] = []
     times: list[float] = []
+    snapshots: list[torch.Tensor] = []
     for j in range(steps + 1):  # the extra pass only scores the last iterate
         with torch.set_grad_enabled(j < steps):
             cost = planner.rollout_cost(state0, param.to_actions(free), goal)
@@ -103,7 +107,9 @@ def shoot(planner: Planner, state0: torch.Tensor, goal: torch.Tensor, free: torc
             if action_noise is not None and action_noise[j] > 0:
                 free.add_(action_noise[j] * sample_normal(free.shape, generator, free.device))
             param.project_(free)
+        if j in snapshot_at:
+            snapshots.append(planner.predicted_states(state0, param.to_actions(free.detach())))
         costs.append(value)
         grad_norms.append(free.grad.flatten(1).norm(dim=1))
         times.append(time.perf_counter() - start)
-    return Shot(best, before, best_cost, costs, grad_norms, times)
+    return Shot(best, before, best_cost, costs, grad_norms, times, snapshots)

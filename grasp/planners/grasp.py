@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-import numpy as np
 import torch
 
 from grasp.models.base import WorldModel
@@ -106,7 +105,6 @@ class GraspPlanner(Planner):
         state_clip: float | None = None,
         chunk_size: int | None = None,
         eval_every: int = 0,
-        snapshots: int = 0,
         **base: Any,
     ) -> None:
         super().__init__(world_model, horizon, **base)
@@ -148,7 +146,6 @@ class GraspPlanner(Planner):
             raise ValueError("planner.state_clip=0: allowed values are null (off) or > 0 (std units)")
         self.chunk_size = None if chunk_size is None else check_range("chunk_size", chunk_size, 1, integer=True)
         self.eval_every = check_range("eval_every", eval_every, 0, integer=True)
-        self.snapshots = check_range("snapshots", snapshots, 0, integer=True)
         if self.tolerance > 0 and self.sync == "none" and self.eval_every == 0:
             raise ValueError("planner.tolerance needs the true rollout cost: set planner.eval_every > 0 or a sync")
 
@@ -227,7 +224,7 @@ class GraspPlanner(Planner):
                                                    {"params": [free], "lr": self.lr_actions}])
 
         opt = fresh_optimizer()
-        keep = set(np.linspace(0, n - 1, self.snapshots).round().astype(int).tolist()) if self.snapshots else set()
+        keep = self.snapshot_iterations(n)
         snapshots: list[torch.Tensor] = []
         curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
                                                    "grad_norm_actions", "horizon", "time")}

@@ -85,6 +85,7 @@ class SamplingPlanner(Planner):
         best, best_cost = mean.clone(), torch.full((N,), math.inf, device=self.device)
         keep: torch.Tensor | None = None
         curves: dict[str, list] = {"best_cost": [], "mean_cost": [], "std": [], "time": []}
+        snapshot_at, snapshots = self.snapshot_iterations(self.iterations), []
         for k in range(self.iterations):
             S = self.sample_count(k)
             noise = colored_noise((N, S, T, A), self.noise_beta, generator, self.device)
@@ -104,10 +105,14 @@ class SamplingPlanner(Planner):
             curves["mean_cost"].append(cost[:, 0])
             curves["std"].append(std.flatten(1).mean(1))
             curves["time"].append(time.perf_counter() - start)
+            if k in snapshot_at:  # what the plan this iteration would return leads to
+                snapshots.append(self.predicted_states(state0, best if self.return_best else mean))
             if self.tolerance > 0 and bool((best_cost <= self.tolerance).all()):
                 break
         info = {key: torch.stack(v).cpu() for key, v in curves.items() if key != "time"}
         info.update(time=torch.tensor(curves["time"]), iterations=len(curves["time"]))
+        if snapshots:
+            info.update(snapshots=snapshots, snapshot_iteration=sorted(snapshot_at)[: len(snapshots)])
         return PlanResult(best if self.return_best else mean, info)
 
     def score(self, state0: torch.Tensor, goal: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
