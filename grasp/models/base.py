@@ -34,8 +34,9 @@ class WorldModel(nn.Module):
         observations (N, ...): statistics that must match the final weights (e.g. a latent
         BatchNorm's) are refit here; default: nothing."""
 
-    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss on windows: obs (B, pred_steps + 1, ...), actions (B, pred_steps, A)."""
+    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss on windows: obs (B, pred_steps + 1, ...), actions (B, pred_steps, A); plus its
+        parts as detached 0-d tensors, which the trainer reads (a device sync) only when it logs."""
         raise NotImplementedError
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ class MLPWorldModel(WorldModel):
     def prepare(self, states: torch.Tensor, actions: torch.Tensor) -> None:
         self.fit_normalization(states[:, :-1].reshape(-1, self.state_dim), states[:, 1:].reshape(-1, self.state_dim))
 
-    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Standardised one-step residual error on (B, 2, D) state windows."""
         with torch.no_grad():
             state = self.encode(obs[:, 0])

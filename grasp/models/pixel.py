@@ -147,7 +147,7 @@ class PixelWorldModel(WorldModel):
         """The last frame of each stack as floats in [0, 1] (the decoder's target)."""
         return obs[..., -3:, :, :].float() / 255.0
 
-    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """obs (B, K+1, history*3, S, S), actions (B, K, A): latent prediction MSE of the K-step
         rollout from z_0 against stop-gradient z_1..z_K, plus recon_weight * reconstruction MSE of
         every current frame. All K+1 observations go through the encoder in one batch, so the
@@ -160,8 +160,7 @@ class PixelWorldModel(WorldModel):
         pred = torch.mean((predicted - latents[:, 1:].detach()) ** 2)  # equal K: the mean over k of each MSE
         recon = torch.mean((self.decode(latents) - self._current_frames(obs)) ** 2)
         loss = pred + self.recon_weight * recon
-        values = torch.stack([loss, pred, recon]).detach().tolist()  # one device sync, not three
-        return loss, dict(zip(("loss", "latent_pred_mse", "recon_mse"), values))
+        return loss, {"loss": loss.detach(), "latent_pred_mse": pred.detach(), "recon_mse": recon.detach()}
 
     @torch.no_grad()
     def validation_metrics(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, float]:

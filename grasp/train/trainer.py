@@ -166,7 +166,7 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             if calibration is not None:
                 model.calibrate(calibration)
             metrics = {"train/step": step, "train/loss": loss_value,
-                       **{f"train/{k}": v for k, v in parts.items() if k != "loss"},
+                       **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
                        **validate(model, val_set, int(train_cfg.rollout_len))}
             history.append(metrics)
             running = metrics
