@@ -47,20 +47,6 @@ class TrajectoryDataset:
         val = TrajectoryDataset(self.states[n_train:], self.actions[n_train:], self.meta, frames[1])
         return train, val
 
-    def observations(self, history: int) -> np.ndarray:
-        """Frame stacks (N, L+1, history * 3, S, S) uint8: each step with the history - 1 frames
-        before it, oldest first, the episode's first frame repeated before its start (as
-        grasp.envs.observe.FrameHistory stacks them during planning). A new array of `history`
-        times the frames' size."""
-        if self.frames is None:
-            raise ValueError("this dataset has no frames: collect it with data.frame_size set")
-        if int(history) != history or history < 1:
-            raise ValueError(f"world_model.history={history}: allowed an integer >= 1")
-        n, steps, channels, height, width = self.frames.shape
-        time = np.arange(steps)[:, None] + np.arange(1 - int(history), 1)[None, :]  # (L+1, history)
-        stacks = self.frames[:, np.maximum(time, 0)]  # (N, L+1, history, 3, S, S)
-        return stacks.reshape(n, steps, int(history) * channels, height, width)
-
     def transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flattened (s, a, s') arrays for one-step training."""
         d, a = self.states.shape[-1], self.actions.shape[-1]
