@@ -23,6 +23,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
+from grasp.envs.planar_point import PlanarPointState
 from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 # gymnasium_robotics prints a notice about its Adroit hand envs on import; irrelevant here.
@@ -35,7 +36,7 @@ MAZES = {"umaze": maps.U_MAZE, "medium": maps.MEDIUM_MAZE, "large": maps.LARGE_M
 GYM_GOAL_RADIUS = 0.45
 
 
-class PointMazeTask(Task):
+class PointMazeTask(PlanarPointState, Task):
     """State [x, y, vx, vy]; actions are forces in [-1, 1]^2 (gear 100 on a 4.19 kg ball)."""
 
     state_dim = 4
@@ -96,14 +97,6 @@ class PointMazeTask(Task):
         self._camera.elevation = -90.0
 
     # ---- simulation ----------------------------------------------------------------------
-    def reset(self, state: np.ndarray) -> np.ndarray:
-        state = np.asarray(state, dtype=np.float64)
-        mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[:] = state[:2]
-        self.data.qvel[:] = state[2:4]
-        mujoco.mj_forward(self.model, self.data)
-        return self.get_state()
-
     def step(self, action: np.ndarray) -> np.ndarray:
         self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         for _ in range(self.frame_skip):
@@ -111,9 +104,6 @@ class PointMazeTask(Task):
             np.clip(self.data.qvel, -self.max_speed, self.max_speed, out=self.data.qvel)
             mujoco.mj_step(self.model, self.data, nstep=1)
         return self.get_state()
-
-    def get_state(self) -> np.ndarray:
-        return np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float64)
 
     # ---- maze geometry -------------------------------------------------------------------
     def cell_of(self, state: np.ndarray) -> tuple[int, int]:

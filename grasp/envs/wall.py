@@ -10,6 +10,7 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
+from grasp.envs.planar_point import PlanarPointState
 from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 _XML = """
@@ -43,7 +44,7 @@ _XML = """
 """
 
 
-class WallTask(Task):
+class WallTask(PlanarPointState, Task):
     """State [x, y, vx, vy]; actions are forces in [-1, 1]^2. With the defaults the agent
     settles at ~1 unit/s within two model steps, i.e. ~0.1 units per model step."""
 
@@ -90,21 +91,10 @@ class WallTask(Task):
         self._frames = FrameRenderer(self.model)
 
     # ---- simulation ----------------------------------------------------------------------
-    def reset(self, state: np.ndarray) -> np.ndarray:
-        state = np.asarray(state, dtype=np.float64)
-        mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[:] = state[:2]
-        self.data.qvel[:] = state[2:4]
-        mujoco.mj_forward(self.model, self.data)
-        return self.get_state()
-
     def step(self, action: np.ndarray) -> np.ndarray:
         self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         return self.get_state()
-
-    def get_state(self) -> np.ndarray:
-        return np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float64)
 
     # ---- sampling ------------------------------------------------------------------------
     def _room_bounds(self, room: int) -> tuple[tuple[float, float], tuple[float, float]]:
