@@ -23,7 +23,7 @@ from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.loggers import WandbRun
 from grasp.planners.base import Planner
 from grasp.planners.mpc import PixelObserver, run_mpc
-from grasp.train.dataset import FRAMES_SHOW_GOAL, load_or_collect
+from grasp.train.dataset import FRAME_STYLE, load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
 from grasp.utils import atomic_path, derive_seed, resolve_device, seed_everything
 
@@ -90,7 +90,7 @@ def frame_size(cfg: DictConfig) -> int | None:
 
 def data_key(cfg: DictConfig) -> str:
     size = frame_size(cfg)
-    frames = [{"frame_size": size, "frames_show_goal": FRAMES_SHOW_GOAL}] if size else []
+    frames = [{"frame_size": size, **FRAME_STYLE}] if size else []
     return config_hash(cfg.env, task_version(cfg), cfg.data, *frames)
 
 

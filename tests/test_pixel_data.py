@@ -39,6 +39,7 @@ def test_collected_frames_are_the_goalless_renders_of_the_states(wall, frames_da
     data = frames_data
     assert data.frames.shape == (3, 6, 3, SIZE, SIZE) and data.frames.dtype == np.uint8
     assert data.meta["frame_size"] == SIZE and data.meta["frames_show_goal"] is False
+    assert data.meta["frames_effects"] is False
     for e in range(3):
         for t in range(6):
             wall.reset(data.states[e, t].astype(np.float64))
@@ -118,12 +119,13 @@ def test_a_cached_dataset_of_another_frame_size_is_refused(wall, frames_data, tm
         load_or_collect(tmp_path / "d.npz", wall, cfg, "aaaa", True, progress=False)
     again = load_or_collect(tmp_path / "d.npz", wall, {**cfg, "frame_size": SIZE}, "aaaa", True, progress=False)
     np.testing.assert_array_equal(again.frames, frames_data.frames)
-    # a frame dataset from before frames left the goal marker out
-    meta = {k: v for k, v in frames_data.meta.items() if k != "frames_show_goal"}
-    old = TrajectoryDataset(frames_data.states, frames_data.actions, meta, frames_data.frames)
-    old.save(tmp_path / "old.npz")
-    with pytest.raises(ValueError, match="frames_show_goal: file has None, expected False"):
-        load_or_collect(tmp_path / "old.npz", wall, {**cfg, "frame_size": SIZE}, "aaaa", True, progress=False)
+    # frame datasets from before frames left out the goal marker, and shadows and reflections
+    for style in ("frames_show_goal", "frames_effects"):
+        meta = {k: v for k, v in frames_data.meta.items() if k != style}
+        old = TrajectoryDataset(frames_data.states, frames_data.actions, meta, frames_data.frames)
+        old.save(tmp_path / "old.npz")
+        with pytest.raises(ValueError, match=f"{style}: file has None, expected False"):
+            load_or_collect(tmp_path / "old.npz", wall, {**cfg, "frame_size": SIZE}, "aaaa", True, progress=False)
 
 
 def test_frame_history_and_training_windows_stack_frames_alike(wall, frames_data):

@@ -1,5 +1,5 @@
 """Every task draws its goal marker only with show_goal=True: the frames a pixel model observes
-(show_goal=False) do not depend on the goal at all."""
+(show_goal=False) do not depend on the goal at all. Frames have no shadows or reflections."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from conftest import compose_config
 from grasp.config import CONF_DIR
+from grasp.envs import rendering
 from grasp.envs.rendering import GOAL_GROUP, goal_option
 
 ENVS = sorted(path.stem for path in (CONF_DIR / "env").glob("*.yaml"))
@@ -59,3 +60,19 @@ def test_goal_option_keeps_mujocos_default_groups():
             expected = np.array(getattr(default, field))
             expected[GOAL_GROUP] = int(show)
             np.testing.assert_array_equal(getattr(option, field), expected)
+
+
+def test_frames_leave_out_shadows_and_reflections(monkeypatch):
+    """dm-control's point_mass has a shadow-casting light and a reflective floor: the flag must
+    reach the renderer (frames differ with it on), and it is off by default."""
+    task = hydra.utils.instantiate(compose_config(["env=point_mass"]).env)
+    try:
+        task.reset(task.sample_state(np.random.default_rng(0)))
+        plain = task.render(64, show_goal=False)
+        monkeypatch.setattr(rendering, "EFFECTS", True)
+        assert np.abs(task.render(64, show_goal=False).astype(int) - plain).mean() > 1
+        monkeypatch.setattr(rendering, "EFFECTS", False)
+        np.testing.assert_array_equal(task.render(64, show_goal=False), plain)
+    finally:
+        task.close()
+    assert rendering.EFFECTS is False

@@ -17,6 +17,11 @@ def goal_option(show_goal: bool) -> mujoco.MjvOption:
     return option
 
 
+#: frames are drawn without shadows and reflections: on dm-control's point_mass they took a 64 px
+#: frame from ~4 ms to ~17 ms, and they show a pixel model nothing the objects themselves do not
+EFFECTS = False
+
+
 class FrameRenderer:
     """Renders `model` at any square size; renderers are made once per size and kept, since
     building one (an EGL context) costs far more than a frame."""
@@ -39,6 +44,8 @@ class FrameRenderer:
         mujoco.mj_kinematics(self.model, data)
         mujoco.mj_camlight(self.model, data)
         renderer.update_scene(data, camera=camera, scene_option=self._options[bool(show_goal)])
+        for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
+            renderer.scene.flags[flag] = EFFECTS
         return renderer.render().copy()
 
     def close(self) -> None:

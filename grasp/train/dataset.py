@@ -12,14 +12,21 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
+from grasp.envs.rendering import EFFECTS
 from grasp.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
 DATASET_VERSION = 1
-#: meta["frames_show_goal"] of frame datasets: their frames leave the goal marker out (earlier ones
-#: drew it at its default place, which a model trained on them would expect to see)
-FRAMES_SHOW_GOAL = False
+#: how the frames of frame datasets are drawn, recorded in their meta and part of their cache key:
+#: without the goal marker (earlier ones drew it at its default place, which a model trained on them
+#: would expect to see) and without shadows and reflections (earlier dm-control frames had them)
+FRAME_STYLE = {"frames_show_goal": False, "frames_effects": EFFECTS}
+
+
+def frame_style(frame_size: int | None) -> dict:
+    """The meta entries of FRAME_STYLE: its values for frame datasets, None for state-only ones."""
+    return {key: None if frame_size is None else value for key, value in FRAME_STYLE.items()}
 
 
 @dataclass
@@ -114,8 +121,7 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
             "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
             "policy": policy, "seed": seed, "frame_size": frame_size,
-            "frames_show_goal": None if frame_size is None else FRAMES_SHOW_GOAL,
-            "stats": statistics(states, actions)}
+            **frame_style(frame_size), "stats": statistics(states, actions)}
     return TrajectoryDataset(states, actions, meta, frames)
 
 
@@ -156,7 +162,7 @@ def _check_matches(data: TrajectoryDataset, path: Path, task: Task, config_hash:
                    frame_size: int | None = None) -> None:
     expected = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
                 "action_dim": task.action_dim, "config_hash": config_hash, "frame_size": frame_size,
-                "frames_show_goal": None if frame_size is None else FRAMES_SHOW_GOAL}
+                **frame_style(frame_size)}
     wrong = {k: (data.meta.get(k), v) for k, v in expected.items() if data.meta.get(k) != v}
     if wrong:
         detail = ", ".join(f"{k}: file has {got!r}, expected {want!r}" for k, (got, want) in wrong.items())
