@@ -69,6 +69,8 @@ def validate(cfg: DictConfig) -> None:
     _require(isinstance(pictures, int) and pictures >= 0, "eval.pictures", "an integer >= 0", pictures)
     plan_curves = cfg.eval.get("plan_curves", 0)
     _require(isinstance(plan_curves, int) and plan_curves >= 0, "eval.plan_curves", "an integer >= 0", plan_curves)
+    weight = cfg.eval.get("objective_time_weight", 0.0)
+    _require(isinstance(weight, (int, float)) and weight >= 0, "eval.objective_time_weight", "a number >= 0", weight)
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)
     _require(cfg.eval.replan_every <= cfg.horizon, "eval.replan_every", f"at most horizon ({cfg.horizon})",
              cfg.eval.replan_every)

@@ -1,4 +1,6 @@
-"""Weights & Biases run for one job: group = experiment, name = <planner>-<seed>, full config.
+"""Weights & Biases run for one job, laid out for dashboards: group = experiment, job_type =
+planner, name = <variant>-H<horizon>-<seed>, tags (env, planner, horizon, ablation), and the full
+resolved config flattened to dotted keys ("planner.sigma_init"), so any knob can group or filter.
 
 Results files never depend on this: with mode=disabled every call is a cheap no-op.
 """
@@ -16,10 +18,24 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
+def flat_config(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """{"planner.sigma_init": 0.01, ...}: every leaf of the resolved config under its dotted path
+    (lists stay values)."""
+    node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class WandbRun:
-    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: DictConfig, tags: list[str],
-                 run_id: str | None = None) -> None:
-        """`run_id` continues that run (an interrupted job's, read from its resume state)."""
+    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: dict[str, Any], tags: list[str],
+                 run_id: str | None = None, job_type: str | None = None) -> None:
+        """`config`: what W&B stores (flat_config of the job's config, plus extras); `run_id`
+        continues that run (an interrupted job's, read from its resume state)."""
         self.mode = wandb_cfg.mode
         self.run = None
         if self.mode == "disabled":
@@ -32,9 +48,10 @@ class WandbRun:
             project=wandb_cfg.project,
             entity=wandb_cfg.entity,
             group=wandb_cfg.group,
+            job_type=wandb_cfg.get("job_type") or job_type,
             name=wandb_cfg.name or name,
             tags=sorted(set(tags) | set(wandb_cfg.tags or [])),
-            config=OmegaConf.to_container(config, resolve=True),
+            config=config,
             dir=str(run_dir),
             reinit="finish_previous",
             **({"id": run_id, "resume": "allow"} if run_id else {}),

@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from grasp.config import ConfigError, config_hash, validate
 from grasp.envs.base import Task
-from grasp.eval.metrics import RESULT_COLUMNS, summarize, to_markdown
+from grasp.eval.metrics import RESULT_COLUMNS, summarize, to_markdown, tuning_objective
 from grasp.eval.pictures import episode_pictures, training_curves
 from grasp.eval.protocol import Protocol, load_or_make_protocol
-from grasp.loggers import WandbRun
+from grasp.loggers import WandbRun, flat_config
 from grasp.planners.base import Planner
 from grasp.planners.mpc import PixelObserver, run_mpc
 from grasp.train.dataset import FRAME_STYLE, load_or_collect
@@ -30,14 +30,43 @@ from grasp.utils import atomic_path, derive_seed, resolve_device, seed_everythin
 log = logging.getLogger(__name__)
 
 
-def planner_name(cfg: DictConfig) -> str:
-    """The planner's config name (planner=<name>), or its class name outside a Hydra run."""
+def _choice(group: str) -> str | None:
+    """The option picked for a config group in this Hydra run (None outside one or when unset)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        return str(HydraConfig.get().runtime.choices["planner"])
-    except (ValueError, KeyError):
-        return str(cfg.planner._target_).rsplit(".", 1)[-1].replace("Planner", "").lower()
+        return HydraConfig.get().runtime.choices.get(group)
+    except ValueError:
+        return None
+
+
+def planner_name(cfg: DictConfig) -> str:
+    """The planner's config name (planner=<name>), or its class name outside a Hydra run."""
+    return _choice("planner") or str(cfg.planner._target_).rsplit(".", 1)[-1].replace("Planner", "").lower()
+
+
+def variant_name(cfg: DictConfig) -> str:
+    """What a results row and a W&B run are labelled by: the ablation row (ablation=<name>) when one
+    is picked, else the planner's name."""
+    return _choice("ablation") or planner_name(cfg)
+
+
+def wandb_tags(cfg: DictConfig, task: Task) -> list[str]:
+    planner = planner_name(cfg)
+    tags = [f"env:{task.name}", f"planner:{planner}", f"exp:{cfg.exp_name}", f"H:{cfg.horizon}"]
+    ablation = _choice("ablation") or (planner.removeprefix("grasp_") if planner.startswith("grasp_no_") else None)
+    return tags + ([f"ablation:{ablation}"] if ablation else [])
+
+
+def wandb_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's resolved config, flattened, plus its variant and command-line overrides."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = " ".join(HydraConfig.get().overrides.task)
+    except ValueError:
+        overrides = ""
+    return {**flat_config(cfg), "variant": variant_name(cfg), "overrides": overrides}
 
 
 def instantiate_checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -117,8 +146,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     protocol = evaluation_protocol(cfg, task) if "evaluate" in cfg.stages else None
     build_planner(cfg, instantiate_checked(cfg.world_model, "world_model", state_dim=dims[0], action_dim=dims[1]), task)
 
-    wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{name}-{cfg.seed}", config=cfg,
-                         tags=[f"env:{task.name}", f"planner:{name}", f"exp:{cfg.exp_name}"],
+    wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{variant_name(cfg)}-H{cfg.horizon}-{cfg.seed}",
+                         config=wandb_config(cfg), tags=wandb_tags(cfg, task), job_type=name,
                          run_id=_interrupted_run_id(cfg, task))
     try:
         if "train" not in cfg.stages and "evaluate" not in cfg.stages:
@@ -241,7 +270,8 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
     rows: list[dict[str, Any]] = []
     for i, (outcome, ep_seed) in enumerate(zip(outcomes, seeds)):
         rows.append({
-            "exp_name": cfg.exp_name, "planner": name, "env": task.name, "horizon": planner.horizon,
+            "exp_name": cfg.exp_name, "planner": name, "variant": variant_name(cfg), "env": task.name,
+            "horizon": planner.horizon, "horizon_env_steps": planner.horizon * task.env_steps_per_model_step,
             "seed": int(cfg.seed), "episode": i, "episode_seed": ep_seed, "open_loop": bool(cfg.eval.open_loop),
             "success": bool(outcome.success), "steps": outcome.steps, "final_distance": outcome.final_distance,
             "plan_time": outcome.plan_time, "plan_calls": outcome.plan_calls,
@@ -277,7 +307,8 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
                        "eval/success_ci95_%": summary["success_ci95_%"],
                        "eval/mean_model_divergence": summary["mean_model_divergence"],
                        "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
-                       "eval/episodes": episodes, "eval/wall_time_s": elapsed})
+                       "eval/episodes": episodes, "eval/wall_time_s": elapsed,
+                       "eval/objective": tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))})
     return results
 
 

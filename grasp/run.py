@@ -8,11 +8,17 @@ from omegaconf import DictConfig
 
 import grasp.config  # noqa: F401  (registers resolvers before Hydra composes)
 from grasp import pipeline
+from grasp.eval.metrics import tuning_objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
+def main(cfg: DictConfig) -> float | None:
+    """Returns the run's objective (eval.objective_time_weight) for sweepers such as Optuna's;
+    None when no evaluation ran."""
+    results = pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
+    if results is None:
+        return None
+    return tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ from omegaconf import OmegaConf
 from conftest import compose_config
 from grasp.config import CONF_DIR, ConfigError, validate
 
-GROUPS = ["env", "world_model", "planner", "logger", "launcher"]
+GROUPS = ["env", "world_model", "planner", "logger", "launcher", "budget", "ablation", "hparams_search"]
+#: groups whose options interact (a planner's bounds and horizon with a task, a pixel model with a
+#: task's frames): every pair is composed; the other groups' options are composed one at a time
+PAIRED = [("env", "planner"), ("env", "world_model")]
 
 
 def resolve_job_config(cfg) -> dict:
@@ -32,11 +35,17 @@ def test_every_group_has_options_and_defaults_compose():
     assert cfg.exp_name == "default" and cfg.logger.wandb.mode == "offline"
 
 
-@pytest.mark.parametrize("combo", list(itertools.product(*(options(g) for g in GROUPS))),
-                         ids=lambda c: "-".join(c))
-def test_every_group_combination_composes_and_resolves(combo, tmp_path):
-    overrides = [f"{g}={o}" for g, o in zip(GROUPS, combo)]
-    cfg = compose_config(overrides + [f"paths.output_dir={tmp_path}"], return_hydra_config=True)
+def combinations() -> list[tuple[str, ...]]:
+    """Overrides to compose: every pair of options of the PAIRED groups, and every option of the
+    other groups on the defaults."""
+    combos = [(f"{a}={x}", f"{b}={y}") for a, b in PAIRED for x, y in itertools.product(options(a), options(b))]
+    alone = [g for g in GROUPS if not any(g in pair for pair in PAIRED)]
+    return combos + [(f"{g}={o}",) for g in alone for o in options(g)]
+
+
+@pytest.mark.parametrize("combo", combinations(), ids=lambda c: "-".join(o.split("=")[1] for o in c))
+def test_every_group_option_composes_and_resolves(combo, tmp_path):
+    cfg = compose_config(list(combo) + [f"paths.output_dir={tmp_path}"], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     resolve_job_config(cfg)
     assert cfg.planner.horizon == cfg.horizon
@@ -107,3 +116,43 @@ def test_unknown_planner_name_lists_the_planners():
     with pytest.raises(MissingConfigException, match="planner/foo") as err:
         compose_config(["planner=foo"])
     assert set(err.value.options) == set(options("planner"))
+
+
+# ---- the paper's presets, budgets and ablation rows ----------------------------------------------
+def test_paper_long_horizon_sweeps_40_to_80_env_steps_open_loop():
+    import hydra
+
+    cfg = compose_config(["experiment=paper_long_horizon"], return_hydra_config=True)
+    task = hydra.utils.instantiate(cfg.env)
+    horizons = [int(h) for h in cfg.hydra.sweeper.params.horizon.split(",")]
+    assert [h * task.env_steps_per_model_step for h in horizons] == [40, 50, 60, 70, 80]
+    assert cfg.hydra.sweeper.params.planner.split(",") == ["grasp", "cem", "gd", "latco"]
+    assert cfg.eval.open_loop and cfg.eval.episodes == 50 and cfg.eval.goal_source == "rollout"
+    task.close()
+
+
+def test_budgets_set_each_planner_and_yield_to_the_command_line():
+    budget = OmegaConf.load(CONF_DIR / "budget" / "pusht_long.yaml")
+    for planner in ("grasp", "latco", "gd", "cem", "icem", "mppi"):
+        cfg = compose_config(["experiment=paper_long_horizon", f"planner={planner}"])
+        assert cfg.planner.iterations == budget[planner].iterations, planner
+        if "samples" in budget[planner]:
+            assert cfg.planner.samples == budget[planner].samples
+    assert compose_config(["experiment=paper_long_horizon", "planner=cem", "planner.iterations=3"]).planner.iterations == 3
+    assert compose_config(["planner=cem"]).planner.iterations == 6, "without a budget the planner's own default"
+
+
+@pytest.mark.parametrize("row", options("ablation"))
+def test_each_ablation_row_changes_only_grasp_knobs(row):
+    base = OmegaConf.to_container(compose_config(["experiment=paper_ablation"]), resolve=True)
+    cfg = OmegaConf.to_container(compose_config(["experiment=paper_ablation", f"ablation={row}"]), resolve=True)
+    assert {k: v for k, v in cfg.items() if k != "planner"} == {k: v for k, v in base.items() if k != "planner"}
+    changed = {k for k in cfg["planner"] if cfg["planner"][k] != base["planner"][k]}
+    assert (changed == set()) == (row == "full"), f"{row} changes {changed}"
+    assert changed <= {"sigma_init", "sigma_final", "sync", "sync_steps", "alpha", "gamma_init", "gamma_final"}
+
+
+def test_paper_ablation_sweeps_every_row_at_the_first_long_horizon():
+    cfg = compose_config(["experiment=paper_ablation"], return_hydra_config=True)
+    assert sorted(cfg.hydra.sweeper.params.ablation.split(",")) == options("ablation")
+    assert cfg.horizon == 8 and cfg.planner.sync_every == 100 and cfg.planner.iterations >= 200

@@ -27,10 +27,13 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
 
     (run_dir,) = (tmp_path / "run1" / "wandb").glob("offline-run-*")
     run = read_offline_run(run_dir)
-    assert run["run"].run_group == "default" and run["run"].display_name == "cem-0"
-    assert {"env:wall", "planner:cem"} <= set(run["run"].tags)
-    assert run["config"]["planner"]["_target_"] == "grasp.planners.cem.CEMPlanner"
-    assert run["config"]["eval"]["episodes"] == 2
+    assert run["run"].run_group == "default" and run["run"].display_name == "cem-H6-0"
+    assert run["run"].job_type == "cem"
+    assert {"env:wall", "planner:cem", "H:6"} <= set(run["run"].tags)
+    # the config flattened to dotted keys (dashboards group and filter on any knob), with the overrides
+    assert run["config"]["planner._target_"] == "grasp.planners.cem.CEMPlanner"
+    assert run["config"]["eval.episodes"] == 2 and run["config"]["variant"] == "cem"
+    assert "planner=cem" in run["config"]["overrides"].split()
     assert run["summary"]["eval/episodes"] == 2
     assert 0.0 <= run["summary"]["eval/success_rate"] <= 1.0
     assert any("train/loss" in row for row in run["history"])

@@ -32,6 +32,12 @@ class Task(ABC):
     version: int = 1
 
     @property
+    def env_steps_per_model_step(self) -> float:
+        """How many steps of the environment the task reproduces one model step spans, so horizons
+        can be reported in that env's steps as papers do (Push-T at frame_skip=100: 5)."""
+        return 1.0
+
+    @property
     def action_low(self) -> np.ndarray:
         return -np.ones(self.action_dim)
 

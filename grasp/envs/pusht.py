@@ -183,6 +183,8 @@ class PushTTask(Task):
     goal_dims = (2, 3, 4, 5)
     default_data_policy = "scripted"
     version = 2  # 2: the angle as (cos, sin)
+    #: the original Push-T's control step (10 Hz)
+    env_step_seconds = 0.1
 
     #: scripted policy: clearance between pusher and block before a push, units
     POLICY_GAP = 0.03
@@ -262,6 +264,10 @@ class PushTTask(Task):
         self._frames = FrameRenderer(self.model)
         self._plan: _PushPlan | None = None
         mujoco.mj_forward(self.model, self.data)
+
+    @property
+    def env_steps_per_model_step(self) -> float:
+        return self.frame_skip * self.timestep / self.env_step_seconds
 
     # ---- simulation ----------------------------------------------------------------------
     def _write(self, data: mujoco.MjData, state: np.ndarray) -> None:

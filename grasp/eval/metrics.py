@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 RESULT_COLUMNS = [
-    "exp_name", "planner", "env", "horizon", "seed", "episode", "episode_seed", "open_loop",
+    "exp_name", "planner", "variant", "env", "horizon", "horizon_env_steps", "seed", "episode", "episode_seed", "open_loop",
     "success", "steps", "final_distance", "plan_time", "plan_calls", "time_to_success",
     "plan_iterations", "model_final_cost", "plan_time_per_step", "model_divergence", "model_max_divergence",
     "model_val_mse", "model_val_rollout_rmse",
@@ -26,11 +26,14 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (env, horizon, planner): success % with its 95% (Wilson) interval, median
+    """One row per (env, horizon, planner), and per variant where the rows have ablation variants:
+    success % with its 95% (Wilson) interval, median
     time to success over the successful episodes, mean final distance, planning time per call
     and per env step, the model-vs-simulator divergence of the executed plans, and the world
     model's held-out errors (one-step MSE, open-loop rollout RMSE)."""
     keys = ["env", "horizon", "planner"]
+    if "variant" in results and (results["variant"].astype(str) != results["planner"].astype(str)).any():
+        keys.append("variant")
 
     def one(group: pd.DataFrame) -> pd.Series:
         solved = group.loc[group["success"].astype(bool), "time_to_success"]
@@ -54,6 +57,14 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     table.index = pd.MultiIndex.from_tuples(table.index, names=keys)
     table["episodes"] = table["episodes"].astype(int)
     return table.reset_index()
+
+
+def tuning_objective(results: pd.DataFrame, time_weight: float) -> float:
+    """Success rate minus time_weight x mean planning seconds per episode: what hparams_search
+    maximises (success first; with a small weight, time settles near-ties)."""
+    if not len(results):
+        raise ValueError("tuning_objective needs at least one episode")
+    return float(results["success"].astype(bool).mean() - time_weight * results["plan_time"].mean())
 
 
 def to_markdown(table: pd.DataFrame) -> str:
