@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import compose_config
 from grasp.config import CONF_DIR, ConfigError, validate
 
-GROUPS = ["env", "world_model", "planner", "logger", "launcher", "budget", "ablation", "hparams_search"]
+GROUPS = ["env", "world_model", "planner", "logger", "launcher", "tuning", "ablation", "hparams_search"]
 #: groups whose options interact (a planner's bounds and horizon with a task, a pixel model with a
 #: task's frames): every pair is composed; the other groups' options are composed one at a time
 PAIRED = [("env", "planner"), ("env", "world_model")]
@@ -118,7 +118,7 @@ def test_unknown_planner_name_lists_the_planners():
     assert set(err.value.options) == set(options("planner"))
 
 
-# ---- the paper's presets, budgets and ablation rows ----------------------------------------------
+# ---- the paper's presets, tuned planners and ablation rows-------------------------------------------
 def test_paper_long_horizon_sweeps_40_to_80_env_steps_open_loop():
     import hydra
 
@@ -131,15 +131,26 @@ def test_paper_long_horizon_sweeps_40_to_80_env_steps_open_loop():
     task.close()
 
 
-def test_budgets_set_each_planner_and_yield_to_the_command_line():
-    budget = OmegaConf.load(CONF_DIR / "budget" / "pusht_long.yaml")
-    for planner in ("grasp", "latco", "gd", "cem", "icem", "mppi"):
-        cfg = compose_config(["experiment=paper_long_horizon", f"planner={planner}"])
-        assert cfg.planner.iterations == budget[planner].iterations, planner
-        if "samples" in budget[planner]:
-            assert cfg.planner.samples == budget[planner].samples
-    assert compose_config(["experiment=paper_long_horizon", "planner=cem", "planner.iterations=3"]).planner.iterations == 3
-    assert compose_config(["planner=cem"]).planner.iterations == 6, "without a budget the planner's own default"
+@pytest.mark.parametrize("tuning", options("tuning"))
+def test_a_tuning_applies_each_planners_file_and_yields_to_the_command_line(tuning):
+    tuned = CONF_DIR / "tuned" / tuning
+    assert tuned.is_dir(), f"conf/tuning/{tuning}.yaml needs conf/tuned/{tuning}/"
+    for path in sorted(tuned.glob("*.yaml")):
+        planner = path.stem
+        assert planner in options("planner"), f"{path}: no planner {planner!r}"
+        knobs = OmegaConf.load(path)
+        cfg = compose_config([f"tuning={tuning}", f"planner={planner}"])
+        assert all(cfg.planner[k] == v for k, v in knobs.items()), f"{path} was not applied"
+        default = compose_config([f"planner={planner}"]).planner
+        assert any(default[k] != v for k, v in knobs.items()), f"{path} changes nothing"
+        key, value = next(iter(knobs.items()))
+        overridden = compose_config([f"tuning={tuning}", f"planner={planner}", f"planner.{key}={value + 1}"])
+        assert overridden.planner[key] == value + 1, "the command line beats a tuned file"
+    # planners without a file keep their own configuration
+    untuned = [p for p in options("planner") if not (tuned / f"{p}.yaml").exists()]
+    for planner in untuned[:2]:
+        assert compose_config([f"tuning={tuning}", f"planner={planner}"]).planner == \
+            compose_config([f"planner={planner}"]).planner
 
 
 @pytest.mark.parametrize("row", options("ablation"))

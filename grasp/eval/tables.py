@@ -1,0 +1,89 @@
+"""The paper's table layout from sweep results: rows = horizon (env steps), columns = planner (or
+ablation row), cells = success % with its 95% interval / median seconds to success."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from grasp.eval.metrics import wilson_interval
+from grasp.eval.paper import TABLE1
+
+#: the planners' column order in tables (others follow alphabetically)
+PLANNER_ORDER = ["cem", "gd", "latco", "grasp"]
+
+
+def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Every results.csv under the given sweep or run folders (a sweep's own aggregate is used
+    when it is there, else its jobs' files), or given directly, concatenated."""
+    frames = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files = [path]
+        elif (path / "results.csv").is_file():
+            files = [path / "results.csv"]
+        else:
+            files = sorted(path.glob("*/results.csv"))
+        if not files:
+            raise FileNotFoundError(f"{path}: no results.csv in it or in its job folders")
+        frames += [pd.read_csv(f) for f in files]
+    results = pd.concat(frames, ignore_index=True)
+    if "variant" not in results:  # results written before variants existed
+        results["variant"] = results["planner"]
+    if "horizon_env_steps" not in results:
+        results["horizon_env_steps"] = results["horizon"]
+    return results
+
+
+def cells(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (env, horizon_env_steps, variant): episodes, success % and its Wilson 95 %
+    interval, median seconds to success over the successful episodes, mean final distance."""
+    rows = []
+    for (env, horizon, variant), group in results.groupby(["env", "horizon_env_steps", "variant"], sort=True):
+        solved = group["success"].astype(bool)
+        low, high = wilson_interval(int(solved.sum()), len(group))
+        times = group.loc[solved, "time_to_success"]
+        rows.append({"env": env, "horizon_env_steps": horizon, "variant": variant, "planner": group["planner"].iloc[0],
+                     "episodes": len(group), "success_%": 100.0 * solved.mean(), "ci95_low_%": 100.0 * low,
+                     "ci95_high_%": 100.0 * high,
+                     "median_time_to_success_s": float(times.median()) if len(times) else np.nan,
+                     "mean_final_distance": group["final_distance"].mean()})
+    return pd.DataFrame(rows)
+
+
+def column_order(variants: Iterable[str]) -> list[str]:
+    variants = sorted(set(variants))
+    return [v for v in PLANNER_ORDER if v in variants] + [v for v in variants if v not in PLANNER_ORDER]
+
+
+def format_cell(success: float, low: float, high: float, median_s: float) -> str:
+    time = "–" if np.isnan(median_s) else f"{median_s:.1f}"
+    return f"{success:.1f} ({low:.0f}-{high:.0f}) / {time}"
+
+
+def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
+    """Rows = (env, horizon in env steps), columns = variants; with_paper adds the paper's Table 1
+    cell beside each of ours where it has one."""
+    out = []
+    for (env, horizon), group in table.groupby(["env", "horizon_env_steps"], sort=True):
+        row = {"env": env, "H (env steps)": int(horizon) if float(horizon).is_integer() else horizon}
+        by_variant = group.set_index("variant")
+        for variant in column_order(table["variant"]):
+            if variant not in by_variant.index:
+                continue
+            c = by_variant.loc[variant]
+            row[variant] = format_cell(c["success_%"], c["ci95_low_%"], c["ci95_high_%"], c["median_time_to_success_s"])
+            paper = TABLE1.get(int(horizon), {}).get(variant) if with_paper and env == "pusht" else None
+            if paper is not None:
+                row[f"{variant} (paper)"] = f"{paper[0]:.1f} / {'–' if paper[1] is None else f'{paper[1]:.1f}'}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def is_table1(results: pd.DataFrame) -> bool:
+    """Results in Table 1's setting: open-loop Push-T at some of the paper's horizons."""
+    return (set(results["env"]) == {"pusht"} and bool(results["open_loop"].astype(bool).all())
+            and bool(results["horizon_env_steps"].isin(list(TABLE1)).any()))

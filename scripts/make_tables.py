@@ -1,0 +1,58 @@
+"""Turn sweep results into the paper's tables and figures.
+
+    .venv/bin/python scripts/make_tables.py outputs/paper_long_horizon/multirun/<date>/<time> [more dirs]
+
+Reads every results.csv of the given sweep (or run) folders and writes, to --out (default: the
+first folder's tables/): table.md and table.csv in the paper's layout (rows = horizon in env
+steps, columns = planner or ablation row, cells = success % (95 % interval) / median seconds to
+success; the paper's Table 1 beside ours for open-loop Push-T), cells.csv (one row per cell), and
+success_vs_horizon.png, success_vs_budget.png, final_distance.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from grasp.eval import plots  # noqa: E402
+from grasp.eval.tables import cells, is_table1, paper_layout, read_results  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="+", type=Path, help="sweep or run folders (or results.csv files)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first dir>/tables)")
+    parser.add_argument("--no-paper", action="store_true", help="leave out the paper's numbers")
+    args = parser.parse_args(argv)
+    try:
+        results = read_results(args.dirs)
+    except FileNotFoundError as exc:
+        parser.error(str(exc))
+    out = args.out or (args.dirs[0] if args.dirs[0].is_dir() else args.dirs[0].parent) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+
+    table = cells(results)
+    table.to_csv(out / "cells.csv", index=False)
+    layout = paper_layout(table, with_paper=not args.no_paper)
+    layout.to_csv(out / "table.csv", index=False)
+    title = "Success % (95 % interval) / median seconds to success"
+    note = ""
+    if is_table1(results) and not args.no_paper:
+        note = ("\n\n(paper) columns: Psenka et al. 2026, Table 1 (500 trials, DINO-WM world model, "
+                "frameskip 5); ours: this sweep's trials per cell.")
+    markdown = f"{title}\n\n{layout.to_markdown(index=False)}{note}\n"
+    (out / "table.md").write_text(markdown)
+    figures = [plots.success_vs_horizon(table, out / "success_vs_horizon.png"),
+               plots.success_vs_budget(results, out / "success_vs_budget.png"),
+               plots.final_distances(results, out / "final_distance.png")]
+    print(markdown)
+    print(f"{len(results)} episodes from {len(args.dirs)} folder(s); wrote {out / 'table.md'}, table.csv, cells.csv, "
+          + ", ".join(p.name for p in figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
