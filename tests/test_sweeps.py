@@ -4,6 +4,9 @@ and its offline W&B run (config, group, job type, summary) are read back."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 import yaml
@@ -38,6 +41,12 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path):
         assert run["summary"]["eval/episodes"] == 2
         assert run["summary"]["eval/success_rate"] == pytest.approx(per_job[("grasp", "cem").index(planner)]
                                                                      ["success"].mean())
+    # the sweep becomes a table: a row for the horizon, a column per planner
+    tables = subprocess.run([sys.executable, "scripts/make_tables.py", str(sweep)], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert tables.returncode == 0, tables.stderr
+    layout = pd.read_csv(sweep / "tables" / "table.csv")
+    assert list(layout.columns) == ["env", "H (env steps)", "cem", "grasp"] and list(layout["H (env steps)"]) == [6]
 
 
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):

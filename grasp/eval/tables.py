@@ -80,7 +80,7 @@ def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
             if paper is not None:
                 row[f"{variant} (paper)"] = f"{paper[0]:.1f} / {'–' if paper[1] is None else f'{paper[1]:.1f}'}"
         out.append(row)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).fillna("–")  # a cell this sweep did not run
 
 
 def is_table1(results: pd.DataFrame) -> bool:
