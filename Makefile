@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup run suite test clean-outputs
+.PHONY: setup run suite paper test clean-outputs
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -15,6 +15,16 @@ run: setup
 SUITE_TASKS := wall point_mass reacher point_maze_umaze point_maze_medium point_maze_large pusht
 suite: setup
 	@set -e; for task in $(SUITE_TASKS); do $(PY) -m grasp.run -m experiment=suite/$$task $(ARGS); done
+
+## The paper's tables (docs/results.md): Table 1, the ablation and the short horizons, each sweep in
+## outputs/paper/<name>/ with its tables/ beside it. ARGS go to every sweep (e.g. ARGS=eval.episodes=500).
+PAPER_SWEEPS := paper_long_horizon paper_ablation paper_short_horizon/wall paper_short_horizon/point_maze_medium \
+	paper_short_horizon/pusht
+paper: setup
+	@set -e; for exp in $(PAPER_SWEEPS); do \
+		$(PY) -m grasp.run -m experiment=$$exp launcher=joblib hydra.sweep.dir=outputs/paper/$$exp $(ARGS); \
+		$(PY) scripts/make_tables.py outputs/paper/$$exp; \
+	done
 
 ## The test suite (CPU, real MuJoCo, real Hydra). Exit code 5 (no tests collected) fails.
 test: setup

@@ -167,3 +167,15 @@ def test_paper_ablation_sweeps_every_row_at_the_first_long_horizon():
     cfg = compose_config(["experiment=paper_ablation"], return_hydra_config=True)
     assert sorted(cfg.hydra.sweeper.params.ablation.split(",")) == options("ablation")
     assert cfg.horizon == 8 and cfg.planner.sync_every == 100 and cfg.planner.iterations >= 200
+
+
+@pytest.mark.parametrize("task", ["wall", "point_maze_medium", "pusht"])
+def test_paper_short_horizon_reuses_the_suite_model_closed_loop(task):
+    from grasp.pipeline import model_key
+
+    cfg = compose_config([f"experiment=paper_short_horizon/{task}"], return_hydra_config=True)
+    suite = compose_config([f"experiment=suite/{task}"])
+    assert model_key(cfg) == model_key(suite), "the suite's cached model serves the short horizons"
+    assert cfg.hydra.sweeper.params.horizon.split(",") == ["10", "20", "30"]
+    assert cfg.hydra.sweeper.params.planner.split(",") == ["grasp", "cem", "gd", "latco"]
+    assert not cfg.eval.open_loop and cfg.eval.max_steps >= 2 * 30
