@@ -19,12 +19,14 @@ suite: setup
 ## The paper's tables (docs/results.md): Table 1, the ablation and the short horizons, each sweep in
 ## outputs/paper/<name>/ with its tables/ beside it. ARGS go to every sweep (e.g. ARGS=eval.episodes=500).
 PAPER_SWEEPS := paper_long_horizon paper_ablation paper_short_horizon/wall paper_short_horizon/point_maze_medium \
-	paper_short_horizon/pusht
+	paper_short_horizon/pusht paper_budget/gradient paper_budget/sampling
 paper: setup
 	@set -e; for exp in $(PAPER_SWEEPS); do \
 		$(PY) -m grasp.run -m experiment=$$exp launcher=joblib hydra.sweep.dir=outputs/paper/$$exp $(ARGS); \
 		$(PY) scripts/make_tables.py outputs/paper/$$exp; \
 	done
+	$(PY) scripts/make_tables.py outputs/paper/paper_budget/gradient outputs/paper/paper_budget/sampling \
+		--out outputs/paper/paper_budget/tables
 
 ## The test suite (CPU, real MuJoCo, real Hydra). Exit code 5 (no tests collected) fails.
 test: setup

@@ -9,10 +9,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from grasp.eval.tables import column_order  # noqa: E402
+
+
+def _colours(variants) -> dict[str, str]:
+    """One colour per variant, the same in every panel and figure."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {v: cycle[i % len(cycle)] for i, v in enumerate(column_order(variants))}
 
 
 def _save(fig, path: Path) -> Path:
@@ -27,6 +34,7 @@ def _save(fig, path: Path) -> Path:
 def success_vs_horizon(table: pd.DataFrame, path: Path) -> Path:
     """Success % against the horizon (env steps) per variant, with the 95 % intervals; one panel per env."""
     envs = sorted(set(table["env"]))
+    colours = _colours(table["variant"])
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.2), squeeze=False)
     for axis, env in zip(axes[0], envs):
         for variant in column_order(table["variant"]):
@@ -34,28 +42,34 @@ def success_vs_horizon(table: pd.DataFrame, path: Path) -> Path:
             if rows.empty:
                 continue
             err = [rows["success_%"] - rows["ci95_low_%"], rows["ci95_high_%"] - rows["success_%"]]
-            axis.errorbar(rows["horizon_env_steps"], rows["success_%"], yerr=err, marker="o", capsize=3, label=variant)
+            axis.errorbar(rows["horizon_env_steps"], rows["success_%"], yerr=err, marker="o", capsize=3, label=variant,
+                          color=colours[variant])
         axis.set(title=env, xlabel="horizon (env steps)", ylabel="success %", ylim=(-2, 102))
         axis.legend(fontsize=7)
     return _save(fig, path)
 
 
 def success_vs_budget(results: pd.DataFrame, path: Path) -> Path:
-    """Fraction of all episodes solved within a wall-clock budget, against the budget (log scale),
-    per variant; one panel per horizon (the paper's Fig. 5)."""
+    """Success % against the wall-clock planning time per episode (log scale), one point per job
+    (a planner's budget at one horizon), the jobs of a variant joined in order of time; one panel
+    per horizon. Sweeping a planner's budget (planner.iterations, planner.samples) into folders
+    given together draws the paper's Fig. 5 curves; one budget each gives the time-success
+    trade-off of the tuned planners."""
     horizons = sorted(set(results["horizon_env_steps"]))
+    colours = _colours(results["variant"])
+    job = results["source"] if "source" in results else results["planner"]
     fig, axes = plt.subplots(1, len(horizons), figsize=(3.4 * len(horizons), 3.0), squeeze=False, sharey=True)
-    finite = results.loc[results["success"].astype(bool), "time_to_success"]
-    top = float(finite.max()) * 1.2 if len(finite) else 1.0
-    budgets = np.logspace(np.log10(max(top / 1e3, 1e-3)), np.log10(top), 60)
     for axis, horizon in zip(axes[0], horizons):
+        here = results["horizon_env_steps"] == horizon
         for variant in column_order(results["variant"]):
-            rows = results[(results["horizon_env_steps"] == horizon) & (results["variant"] == variant)]
+            rows = results[here & (results["variant"] == variant)]
             if rows.empty:
                 continue
-            times = rows["time_to_success"].where(rows["success"].astype(bool), np.inf).to_numpy()
-            axis.plot(budgets, [100.0 * np.mean(times <= b) for b in budgets], label=variant)
-        axis.set(xscale="log", title=f"H = {horizon:g}", xlabel="wall-clock budget (s)")
+            points = sorted((group["plan_time"].mean(), 100.0 * group["success"].astype(bool).mean())
+                            for _, group in rows.groupby(job[rows.index]))
+            axis.plot(*zip(*points), marker="o", label=variant, color=colours[variant])
+        axis.set(xscale="log", title=f"H = {horizon:g}", xlabel="planning time per episode (s)")
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_ylabel("success %")
         axis.legend(fontsize=7)
     return _save(fig, path)

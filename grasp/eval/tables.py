@@ -18,7 +18,8 @@ PLANNER_ORDER = ["cem", "gd", "latco", "grasp"]
 
 def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Every results.csv under the given sweep or run folders (a sweep's own aggregate is used
-    when it is there, else its jobs' files), or given directly, concatenated."""
+    when it is there, else its jobs' files), or given directly, concatenated; `source` names each
+    row's file."""
     frames = []
     for path in map(Path, paths):
         if path.is_file():
@@ -29,7 +30,7 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
             files = sorted(path.glob("*/results.csv"))
         if not files:
             raise FileNotFoundError(f"{path}: no results.csv in it or in its job folders")
-        frames += [pd.read_csv(f) for f in files]
+        frames += [pd.read_csv(f).assign(source=str(f)) for f in files]
     results = pd.concat(frames, ignore_index=True)
     if "variant" not in results:  # results written before variants existed
         results["variant"] = results["planner"]
