@@ -5,7 +5,8 @@
 Reads every results.csv of the given sweep (or run) folders and writes, to --out (default: the
 first folder's tables/): table.md and table.csv in the paper's layout (rows = horizon in env
 steps, columns = planner or ablation row, cells = success % (95 % interval) / median seconds to
-success; the paper's Table 1 beside ours for open-loop Push-T), cells.csv (one row per cell), and
+success; the paper's Table 1 beside ours for open-loop Push-T; for ablation sweeps, rows = ablation
+rows and columns = horizons, as the paper's Table 2), cells.csv (one row per cell), and
 success_vs_horizon.png, success_vs_budget.png, final_distance.png.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grasp.eval import plots  # noqa: E402
-from grasp.eval.tables import cells, is_table1, paper_layout, read_results  # noqa: E402
+from grasp.eval.tables import ablation_layout, cells, is_ablation, is_table1, paper_layout, read_results  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     table = cells(results)
     table.to_csv(out / "cells.csv", index=False)
-    layout = paper_layout(table, with_paper=not args.no_paper)
+    ablation = is_ablation(results)
+    layout = ablation_layout(table) if ablation else paper_layout(table, with_paper=not args.no_paper)
     layout.to_csv(out / "table.csv", index=False)
     title = "Success % (95 % interval) / median seconds to success"
     note = ""
-    if is_table1(results) and not args.no_paper:
+    if not ablation and is_table1(results) and not args.no_paper:
         note = ("\n\n(paper) columns: Psenka et al. 2026, Table 1 (500 trials, DINO-WM world model, "
                 "frameskip 5); ours: this sweep's trials per cell.")
     markdown = f"{title}\n\n{layout.to_markdown(index=False)}{note}\n"

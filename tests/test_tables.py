@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 from grasp.eval.metrics import RESULT_COLUMNS, wilson_interval
 from grasp.eval.paper import TABLE1
-from grasp.eval.tables import cells, is_table1, paper_layout, read_results
+from grasp.eval.tables import ablation_layout, cells, is_ablation, is_table1, paper_layout, read_results
 
 
 def results(planner: str, horizon: int, successes: int, episodes: int, seconds: float, env: str = "pusht",
@@ -66,10 +66,13 @@ def test_layout_rows_are_horizons_columns_planners_with_the_papers_numbers_besid
 
 
 def test_ablation_rows_are_labelled_by_their_variant(tmp_path):
-    data = pd.concat([results("grasp", 40, 2, 4, 1.0, variant="full"), results("grasp", 40, 0, 4, 1.0,
-                                                                                  variant="no_noise")])
-    layout = paper_layout(cells(data))
-    assert {"full", "no_noise"} <= set(layout.columns) and "grasp (paper)" not in layout
+    data = pd.concat([results("grasp", 40, 0, 4, 1.0, variant="no_noise"), results("grasp", 40, 2, 4, 1.0,
+                                                                                      variant="full")])
+    assert is_ablation(data) and not is_ablation(results("grasp", 40, 2, 4, 1.0))
+    layout = ablation_layout(cells(data))
+    assert list(layout["variant"]) == ["full", "no_noise"], "the full method first, as in the paper's Table 2"
+    assert list(layout.columns) == ["variant", "pusht H=40"]
+    assert layout.iloc[0]["pusht H=40"].startswith("50.0 (") and layout.iloc[1]["pusht H=40"].endswith("/ –")
 
 
 def test_make_tables_writes_markdown_csv_and_figures(sweep, tmp_path):

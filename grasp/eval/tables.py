@@ -84,6 +84,25 @@ def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     return pd.DataFrame(out).fillna("–")  # a cell this sweep did not run
 
 
+def ablation_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """The ablation table's layout (the paper's Table 2): rows = ablation variants (in the order
+    of conf/ablation's `full` first), columns = (env, horizon) cells."""
+    out = []
+    variants = sorted(set(table["variant"]), key=lambda v: (v != "full", v))
+    for variant in variants:
+        row = {"variant": variant}
+        for _, c in table[table["variant"] == variant].sort_values(["env", "horizon_env_steps"]).iterrows():
+            key = f"{c['env']} H={c['horizon_env_steps']:g}"
+            row[key] = format_cell(c["success_%"], c["ci95_low_%"], c["ci95_high_%"], c["median_time_to_success_s"])
+        out.append(row)
+    return pd.DataFrame(out).fillna("–")
+
+
+def is_ablation(results: pd.DataFrame) -> bool:
+    """Rows labelled by ablation variants rather than planners."""
+    return bool((results["variant"].astype(str) != results["planner"].astype(str)).any())
+
+
 def is_table1(results: pd.DataFrame) -> bool:
     """Results in Table 1's setting: open-loop Push-T at some of the paper's horizons."""
     return (set(results["env"]) == {"pusht"} and bool(results["open_loop"].astype(bool).all())
