@@ -17,17 +17,14 @@ PLANNER_ORDER = ["cem", "gd", "latco", "grasp"]
 
 
 def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Every results.csv under the given sweep or run folders (a sweep's own aggregate is used
-    when it is there, else its jobs' files), or given directly, concatenated; `source` names each
-    row's file."""
+    """Every results.csv of the given sweep folders' jobs (or of run folders, or given directly),
+    concatenated; `source` names each row's file, i.e. its job."""
     frames = []
     for path in map(Path, paths):
         if path.is_file():
             files = [path]
-        elif (path / "results.csv").is_file():
-            files = [path / "results.csv"]
-        else:
-            files = sorted(path.glob("*/results.csv"))
+        else:  # a sweep's jobs (each its own source: one budget of one planner), else a run
+            files = sorted(path.glob("*/results.csv")) or sorted(path.glob("results.csv"))
         if not files:
             raise FileNotFoundError(f"{path}: no results.csv in it or in its job folders")
         frames += [pd.read_csv(f).assign(source=str(f)) for f in files]
