@@ -3,6 +3,7 @@ determines it, and the results written as CSV (always) and to W&B (per logger.wa
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from grasp.planners.base import Planner
 from grasp.planners.mpc import PixelObserver, run_mpc
 from grasp.train.dataset import FRAME_STYLE, load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
-from grasp.utils import atomic_path, derive_seed, resolve_device, seed_everything
+from grasp.utils import Stopwatch, atomic_path, derive_seed, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ def model_key(cfg: DictConfig) -> str:
 def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     """Run the configured stages; return the per-episode results (None without evaluate)."""
     output_dir = Path(output_dir)
+    watch = Stopwatch()
+    started = time.perf_counter()
     validate(cfg)
     device = resolve_device(cfg.device)
     seed_everything(int(cfg.seed))
@@ -149,18 +152,36 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{variant_name(cfg)}-H{cfg.horizon}-{cfg.seed}",
                          config=wandb_config(cfg), tags=wandb_tags(cfg, task), job_type=name,
                          run_id=_interrupted_run_id(cfg, task))
+    watch.seconds["setup"] = time.perf_counter() - started
+    results = None
     try:
         if "train" not in cfg.stages and "evaluate" not in cfg.stages:
-            _dataset(cfg, task)
+            with watch("collect"):
+                _dataset(cfg, task)
             return None
-        model, model_metrics = _world_model(cfg, task, dims, device, wandb_run, output_dir)
-        if "evaluate" not in cfg.stages:
-            return None
-        results = evaluate(cfg, task, model, name, device, output_dir, wandb_run, protocol, model_metrics)
+        with watch("world_model"):
+            model, model_metrics = _world_model(cfg, task, dims, device, wandb_run, output_dir, watch)
+        if "evaluate" in cfg.stages:
+            results = evaluate(cfg, task, model, name, device, output_dir, wandb_run, protocol, model_metrics, watch)
     finally:
+        _report_timings(watch, time.perf_counter() - started, output_dir, wandb_run)
         wandb_run.finish()
         task.close()
     return results
+
+
+def _report_timings(watch: Stopwatch, total: float, output_dir: Path, wandb_run: WandbRun) -> None:
+    """Where the job's time went, as <output_dir>/timings.json, W&B summary time/* and a log line:
+    setup, collect, train (world_model without collect), plan, env, divergence, logging, other."""
+    sections = dict(watch.seconds)
+    world_model = sections.pop("world_model", 0.0)
+    sections["train"] = max(0.0, world_model - sections.get("collect", 0.0))
+    sections["other"] = max(0.0, total - sum(sections.values()))
+    timings = {f"{key}_s": round(value, 4) for key, value in sections.items()} | {"total_s": round(total, 4)}
+    with atomic_path(output_dir / "timings.json") as tmp:
+        tmp.write_text(json.dumps(timings, indent=1) + "\n")
+    wandb_run.summary({f"time/{key}": value for key, value in timings.items()})
+    log.info("time: %s", ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in timings.items()))
 
 
 def _data_path(cfg: DictConfig, task: Task) -> Path:
@@ -195,14 +216,21 @@ def _interrupted_run_id(cfg: DictConfig, task: Task) -> str | None:
     return None if saved is None else saved.get("wandb_run_id")
 
 
-def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_run: WandbRun, output_dir: Path):
+def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_run: WandbRun, output_dir: Path,
+                 watch: Stopwatch | None = None):
     """The model and its validation metrics (from training or from the checkpoint); its training
     curves go to <output_dir>/pictures/training_curves.png."""
     if cfg.checkpoint is not None:
         model, payload = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
         log.info("train: using checkpoint %s", cfg.checkpoint)
         return model, payload.get("metrics") or {}
-    model, info = load_or_train(_checkpoint_path(cfg, task), cfg.world_model, lambda: _dataset(cfg, task), cfg.train,
+    watch = Stopwatch() if watch is None else watch
+
+    def dataset():
+        with watch("collect"):
+            return _dataset(cfg, task)
+
+    model, info = load_or_train(_checkpoint_path(cfg, task), cfg.world_model, dataset, cfg.train,
                                 cfg.data.val_fraction, task.name, dims, device,
                                 meta={"data_hash": data_key(cfg), "data_path": str(_data_path(cfg, task))},
                                 allow_train="train" in cfg.stages, progress=cfg.progress,
@@ -248,7 +276,8 @@ def evaluation_protocol(cfg: DictConfig, task: Task) -> Protocol:
 
 def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
              wandb_run: WandbRun, protocol: Protocol | None = None,
-             model_metrics: dict[str, float] | None = None) -> pd.DataFrame:
+             model_metrics: dict[str, float] | None = None, watch: Stopwatch | None = None) -> pd.DataFrame:
+    watch = Stopwatch() if watch is None else watch
     episodes = int(cfg.eval.episodes)
     protocol = evaluation_protocol(cfg, task) if protocol is None else protocol
     starts, goals, seeds = protocol.starts, protocol.goals, protocol.episode_seeds
@@ -262,7 +291,7 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
         observer = PixelObserver(cfg.world_model.frame_size, cfg.world_model.history) if observes_pixels(cfg) else None
         outcomes = run_mpc(tasks, planner, starts, goals, max_steps=int(cfg.eval.max_steps),
                            replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
-                           generator=generator, progress=cfg.progress, observer=observer)
+                           generator=generator, progress=cfg.progress, observer=observer, stopwatch=watch)
     finally:
         for extra in tasks[1:]:
             extra.close()
@@ -283,32 +312,33 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
             "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
             **_model_quality(model_metrics or {}),
         })
-    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    with atomic_path(output_dir / "results.csv") as tmp:
-        results.to_csv(tmp, index=False)
-    table = summarize(results)
-    (output_dir / "summary.md").write_text(to_markdown(table) + "\n")
-    print(f"\n{to_markdown(table)}\n(results: {output_dir / 'results.csv'}, {elapsed:.1f} s)\n", flush=True)
+    with watch("logging"):  # results files, W&B, pictures
+        results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        with atomic_path(output_dir / "results.csv") as tmp:
+            results.to_csv(tmp, index=False)
+        table = summarize(results)
+        (output_dir / "summary.md").write_text(to_markdown(table) + "\n")
+        print(f"\n{to_markdown(table)}\n(results: {output_dir / 'results.csv'}, {elapsed:.1f} s)\n", flush=True)
 
-    wandb_run.define_axis("episode/*", "episode/index")
-    for i, row in enumerate(rows):
-        wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
-            "success", "steps", "final_distance", "plan_time", "time_to_success", "plan_time_per_step",
-            "model_divergence")}})
-    wandb_run.log_table("episodes", results)
-    log_plan_curves(wandb_run, [o.first_plan_info for o in outcomes[: int(cfg.eval.get("plan_curves", 0))]])
-    if observes_pixels(cfg):
-        for i, outcome in enumerate(outcomes[: int(cfg.eval.get("pictures", 0))]):
-            wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}"))
-    summary = table.iloc[0].to_dict()
-    wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
-                       "eval/median_time_to_success_s": summary["median_time_to_success_s"],
-                       "eval/mean_final_distance": summary["mean_final_distance"],
-                       "eval/success_ci95_%": summary["success_ci95_%"],
-                       "eval/mean_model_divergence": summary["mean_model_divergence"],
-                       "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
-                       "eval/episodes": episodes, "eval/wall_time_s": elapsed,
-                       "eval/objective": tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))})
+        wandb_run.define_axis("episode/*", "episode/index")
+        for i, row in enumerate(rows):
+            wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
+                "success", "steps", "final_distance", "plan_time", "time_to_success", "plan_time_per_step",
+                "model_divergence")}})
+        wandb_run.log_table("episodes", results)
+        log_plan_curves(wandb_run, [o.first_plan_info for o in outcomes[: int(cfg.eval.get("plan_curves", 0))]])
+        if observes_pixels(cfg):
+            for i, outcome in enumerate(outcomes[: int(cfg.eval.get("pictures", 0))]):
+                wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}"))
+        summary = table.iloc[0].to_dict()
+        wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
+                           "eval/median_time_to_success_s": summary["median_time_to_success_s"],
+                           "eval/mean_final_distance": summary["mean_final_distance"],
+                           "eval/success_ci95_%": summary["success_ci95_%"],
+                           "eval/mean_model_divergence": summary["mean_model_divergence"],
+                           "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
+                           "eval/episodes": episodes, "eval/wall_time_s": elapsed,
+                           "eval/objective": tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))})
     return results
 
 

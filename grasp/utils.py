@@ -1,10 +1,12 @@
-"""Small shared helpers: devices, seeding, atomic file writes."""
+"""Small shared helpers: devices, seeding, atomic file writes, a section stopwatch."""
 
 from __future__ import annotations
 
 import os
 import random
 import tempfile
+import time
+from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -47,3 +49,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+class Stopwatch:
+    """Wall time summed per named section (`with watch("plan"): ...`), so a run can say where its
+    time went; sections may repeat and nest (a nested section's time also counts in its parent)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, section: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[section] += time.perf_counter() - start

@@ -3,6 +3,8 @@ results.csv, a W&B offline run read back from its files, caching, and a -m sweep
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -48,6 +50,13 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     (image,) = [row for row in run["history"] if "pictures/training_curves/_type" in row]
     assert image["pictures/training_curves/_type"] == "image-file"
     assert (run_dir / "files" / image["pictures/training_curves/path"]).exists(), "W&B keeps its copy of the PNG"
+
+    # where the time went: every stage's section, adding up to the job's wall time
+    timings = json.loads((tmp_path / "run1" / "timings.json").read_text())
+    assert {"setup_s", "collect_s", "train_s", "plan_s", "env_s", "divergence_s", "logging_s", "other_s"} <= set(timings)
+    assert all(v >= 0 for v in timings.values()) and timings["plan_s"] > 0 and timings["collect_s"] > 0
+    assert sum(v for k, v in timings.items() if k != "total_s") == pytest.approx(timings["total_s"], abs=0.01)
+    assert run["summary"]["time/plan_s"] == timings["plan_s"]
 
     datasets = list((tmp_path / "outputs" / "cache" / "data" / "wall").glob("*.npz"))
     checkpoints = list((tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
 from grasp.planners.base import Planner, WarmStart, select_problems
+from grasp.utils import Stopwatch
 
 
 @dataclass
@@ -92,6 +93,7 @@ def run_mpc(
     generator: torch.Generator | None = None,
     progress: bool = False,
     observer=None,
+    stopwatch: Stopwatch | None = None,
 ) -> list[EpisodeOutcome]:
     """Run len(tasks) episodes side by side: one batched plan() per MPC step for the episodes
     still running, then each simulator executes the first `replan_every` actions.
@@ -99,8 +101,10 @@ def run_mpc(
     MPC stops an episode at success or after `max_steps` model steps. `open_loop` plans once
     and executes the whole plan; success is then judged on the final state only. The model
     plans from what `observer` shows it (default: the state; pixel models: frame stacks);
-    success is always judged on the simulator's true state.
+    success is always judged on the simulator's true state. `stopwatch` gets the time of the
+    sections "plan" (the planner calls), "env" (simulators and observations) and "divergence".
     """
+    watch = Stopwatch() if stopwatch is None else stopwatch
     n = len(tasks)
     if not (len(starts) == len(goals) == n):
         raise ValueError(f"need one start and one goal per task, got {len(starts)}, {len(goals)} for {n} tasks")
@@ -110,9 +114,10 @@ def run_mpc(
     execute = horizon if open_loop else int(replan_every)
     budget = horizon if open_loop else int(max_steps)
     observer = StateObserver() if observer is None else observer
-    goal_obs = observer.goals(tasks, goals)
-    states = np.stack([task.reset(start) for task, start in zip(tasks, starts)])
-    observations = observer.reset(tasks, states)
+    with watch("env"):
+        goal_obs = observer.goals(tasks, goals)
+        states = np.stack([task.reset(start) for task, start in zip(tasks, starts)])
+        observations = observer.reset(tasks, states)
     with torch.no_grad():
         goal_model = model.encode(torch.as_tensor(goal_obs, device=device).float())
     outcomes = [EpisodeOutcome() for _ in range(n)]
@@ -127,11 +132,14 @@ def run_mpc(
     chunks: list[tuple[np.ndarray, torch.Tensor, torch.Tensor, list[list[np.ndarray]]]] = []
     while active.any() and steps_done < budget:
         idx = np.flatnonzero(active)
-        with torch.no_grad():
-            s0 = model.encode(torch.as_tensor(observations[idx], device=device).float())
         plan_start = time.perf_counter()
-        result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx], generator=generator)
-        actions = result.actions.detach()
+        with watch("plan"):
+            with torch.no_grad():
+                s0 = model.encode(torch.as_tensor(observations[idx], device=device).float())
+            result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx],
+                                  generator=generator)
+            actions = result.actions.detach()
+            actions_np = actions.cpu().numpy()
         plan_seconds = time.perf_counter() - plan_start
         shifted = result.warm_start(execute)
         if warm is None:
@@ -139,7 +147,6 @@ def run_mpc(
             warm = WarmStart(torch.zeros(n, horizon, planner.action_dim, device=device), lifted)
         warm[idx] = shifted
         final_cost = result.info["final_cost"]
-        actions_np = actions.cpu().numpy()
         for row, i in enumerate(idx):
             outcomes[i].plan_time += plan_seconds
             outcomes[i].plan_calls += 1
@@ -150,23 +157,25 @@ def run_mpc(
         n_exec = min(execute, budget - steps_done)
         reached: list[list[np.ndarray]] = [[] for _ in idx]  # (state, observation) after each step
         chunks.append((idx, s0, actions[:, :n_exec], reached))
-        for j in range(n_exec):
-            for row, i in enumerate(idx):
-                if not active[i]:
-                    continue
-                states[i] = tasks[i].step(actions_np[row, j])
-                observations[i] = observer.step(i, tasks[i], states[i])
-                reached[row].append((states[i].copy(), observations[i].copy()))
-                outcomes[i].actions.append(actions_np[row, j])
-                outcomes[i].steps += 1
-                if not open_loop and tasks[i].success(states[i], goals[i]):
-                    outcomes[i].success = True
-                    outcomes[i].time_to_success = time.perf_counter() - t0
-                    active[i] = False
+        with watch("env"):
+            for j in range(n_exec):
+                for row, i in enumerate(idx):
+                    if not active[i]:
+                        continue
+                    states[i] = tasks[i].step(actions_np[row, j])
+                    observations[i] = observer.step(i, tasks[i], states[i])
+                    reached[row].append((states[i].copy(), observations[i].copy()))
+                    outcomes[i].actions.append(actions_np[row, j])
+                    outcomes[i].steps += 1
+                    if not open_loop and tasks[i].success(states[i], goals[i]):
+                        outcomes[i].success = True
+                        outcomes[i].time_to_success = time.perf_counter() - t0
+                        active[i] = False
         steps_done += n_exec
         bar.update(n_exec)
     bar.close()
-    _measure_divergence(model, tasks, chunks, outcomes)
+    with watch("divergence"):
+        _measure_divergence(model, tasks, chunks, outcomes)
     for i, task in enumerate(tasks):
         outcomes[i].final_distance = float(task.distance(states[i], goals[i]))
         if open_loop and bool(task.success(states[i], goals[i])):
