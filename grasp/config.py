@@ -17,6 +17,7 @@ DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("disabled", "offline", "online")
 DATA_POLICIES = ("auto", "uniform", "colored", "scripted")
 GOAL_SOURCES = ("random", "rollout")
+NOISE_STREAMS = ("shared", "per_episode")
 
 
 def register_resolvers() -> None:
@@ -69,6 +70,8 @@ def validate(cfg: DictConfig) -> None:
     _require(isinstance(pictures, int) and pictures >= 0, "eval.pictures", "an integer >= 0", pictures)
     plan_curves = cfg.eval.get("plan_curves", 0)
     _require(isinstance(plan_curves, int) and plan_curves >= 0, "eval.plan_curves", "an integer >= 0", plan_curves)
+    streams = cfg.eval.get("noise_streams", "shared")
+    _require(streams in NOISE_STREAMS, "eval.noise_streams", f"one of {list(NOISE_STREAMS)}", streams)
     weight = cfg.eval.get("objective_time_weight", 0.0)
     _require(isinstance(weight, (int, float)) and weight >= 0, "eval.objective_time_weight", "a number >= 0", weight)
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)

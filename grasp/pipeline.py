@@ -291,7 +291,8 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
         observer = PixelObserver(cfg.world_model.frame_size, cfg.world_model.history) if observes_pixels(cfg) else None
         outcomes = run_mpc(tasks, planner, starts, goals, max_steps=int(cfg.eval.max_steps),
                            replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
-                           generator=generator, progress=cfg.progress, observer=observer, stopwatch=watch)
+                           generator=generator, progress=cfg.progress, observer=observer, stopwatch=watch,
+                           noise_keys=seeds if cfg.eval.get("noise_streams", "shared") == "per_episode" else None)
     finally:
         for extra in tasks[1:]:
             extra.close()

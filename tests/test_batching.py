@@ -1,7 +1,8 @@
 """Planning a batch is planning each problem alone: rows never interact (no batch-wide early stop,
 no shared statistics), and MPC's masking of finished episodes leaves the others' plans as they
-were. Shown for the planners without random draws; the samplers and GRASP's noise draw from one
-generator per call, so their rows share a noise stream (per-problem streams are future work)."""
+were. Planners without random draws show it with any generator; with random draws (GRASP's
+noise, the samplers, GD's action noise, restarts) each problem draws from its own stream
+(NoiseStreams, eval.noise_streams=per_episode)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from conftest import compose_config
 from grasp.planners.mpc import run_mpc
+from grasp.planners.noise import NoiseStreams
 from test_planners import make_planner
 
 #: planner configs with every random draw switched off
@@ -42,6 +44,50 @@ def test_a_batch_plans_each_problem_as_if_alone(name):
         torch.testing.assert_close(alone.info["final_cost"][0], together.info["final_cost"][b], atol=1e-6, rtol=1e-5)
 
 
+#: planners at their (random) defaults, made short
+RANDOM = {
+    "grasp": dict(sync_every=10),
+    "grasp_restarts": dict(sync_every=10, restarts=3),
+    "cem": {}, "icem": {}, "mppi": {},
+    "gd": dict(lr=0.02, action_noise_init=0.3, action_noise_final=0.0, action_noise_schedule="linear"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM))
+def test_with_per_problem_streams_random_planners_plan_each_problem_as_if_alone(name):
+    _, model = wall_model()
+    gen = torch.Generator().manual_seed(1)
+    start, goal = torch.rand(4, 4, generator=gen) - 0.5, torch.rand(4, 4, generator=gen) - 0.5
+    config = "grasp" if name.startswith("grasp") else name
+    planner = make_planner(config, model, horizon=8, iterations=20, **RANDOM[name])
+    keys = [11, 22, 33, 44]
+    together = planner.plan(start, goal, generator=NoiseStreams.from_seeds(keys))
+    for b in (0, 3):
+        alone = planner.plan(start[b : b + 1], goal[b : b + 1], generator=NoiseStreams.from_seeds(keys[b : b + 1]))
+        torch.testing.assert_close(alone.actions[0], together.actions[b], atol=1e-5, rtol=0)
+    # a shared stream does couple the rows: the same problem alone gets other draws
+    shared = planner.plan(start[3:], goal[3:], generator=torch.Generator().manual_seed(0))
+    first = planner.plan(start, goal, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(shared.actions[0], first.actions[3], atol=1e-5)
+    # and another key gives another plan
+    other = planner.plan(start[:1], goal[:1], generator=NoiseStreams.from_seeds([12]))
+    assert not torch.allclose(other.actions[0], together.actions[0], atol=1e-5)
+
+
+def test_noise_streams_are_standard_normal_and_independent_of_the_batch():
+    streams = NoiseStreams.from_seeds([5, 6, 7])
+    draws = streams.normal((3, 40000))
+    assert abs(float(draws.mean())) < 0.02 and abs(float(draws.std()) - 1) < 0.02
+    assert 0.002 < float((draws.abs() > 3).float().mean()) < 0.0035  # the normal tail: 0.0027
+    assert abs(float(torch.corrcoef(draws[:2])[0, 1])) < 0.03
+    again = NoiseStreams.from_seeds([7]).normal((1, 40000))
+    torch.testing.assert_close(again[0], draws[2], rtol=0, atol=0)
+    assert not torch.equal(streams.normal((3, 5)), NoiseStreams.from_seeds([5, 6, 7]).normal((3, 5))), \
+        "each draw advances the streams"
+    with pytest.raises(ValueError, match="3 rows cannot fill shape"):
+        streams.normal((2, 5))
+
+
 def test_tolerance_stops_only_when_every_problem_is_within_it():
     """The early stop is batch-wide (one loop), so a solved problem keeps iterating beside an
     unsolved one; its plan must stay at least as good as when it stopped alone."""
@@ -57,18 +103,20 @@ def test_tolerance_stops_only_when_every_problem_is_within_it():
     assert together.info["final_cost"][0] <= alone.info["final_cost"][0] + 1e-6
 
 
-@pytest.mark.parametrize("name", ["gd", "grasp"])
-def test_finished_episodes_leave_the_others_plans_unchanged(name):
+@pytest.mark.parametrize("name, knobs", [("gd", {}), ("grasp", DETERMINISTIC["grasp"]),
+                                         ("grasp", RANDOM["grasp"]), ("cem", {})], ids=["gd", "grasp", "grasp_noisy", "cem"])
+def test_finished_episodes_leave_the_others_plans_unchanged(name, knobs):
     """Episode 0 starts on its goal and finishes at the first step; episodes 1 and 2 must get the
-    same actions as when they run without it."""
+    same actions as when they run without it (random planners: per-episode noise keys)."""
     cfg, model = wall_model()
     starts = np.array([[0.5, 0.5, 0.0, 0.0], [-0.7, -0.6, 0.0, 0.0], [0.3, 0.5, 0.0, 0.0]])
     goals = np.array([[0.52, 0.5, 0.0, 0.0], [-0.3, -0.2, 0.0, 0.0], [0.7, 0.1, 0.0, 0.0]])
-    planner = make_planner(name, model, horizon=6, iterations=20, **DETERMINISTIC[name])
+    planner = make_planner(name, model, horizon=6, iterations=20, **knobs)
     tasks = [hydra.utils.instantiate(cfg.env) for _ in range(3)]
+    keys = [101, 202, 303]
     try:
-        three = run_mpc(tasks, planner, starts, goals, max_steps=6, replan_every=2)
-        two = run_mpc(tasks[1:], planner, starts[1:], goals[1:], max_steps=6, replan_every=2)
+        three = run_mpc(tasks, planner, starts, goals, max_steps=6, replan_every=2, noise_keys=keys)
+        two = run_mpc(tasks[1:], planner, starts[1:], goals[1:], max_steps=6, replan_every=2, noise_keys=keys[1:])
     finally:
         for task in tasks:
             task.close()

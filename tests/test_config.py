@@ -103,6 +103,8 @@ def test_user_override_beats_interpolated_default():
     ("train.lr=-1", "train.lr"),
     ("train.checkpoint_every=-5", "train.checkpoint_every"),
     ("checkpoint=/no/such/file.pt", "checkpoint"),
+    ("eval.noise_streams=private", "eval.noise_streams"),
+    ("eval.objective_time_weight=-1", "eval.objective_time_weight"),
 ])
 def test_bad_run_values_name_the_key(override, key):
     cfg = compose_config([override])

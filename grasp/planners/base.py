@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from grasp.models.base import WorldModel
+from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 
 #: 1-D info entries with one value per problem (other 1-D entries are per-iteration curves)
@@ -153,12 +154,18 @@ class Planner:
         state0: torch.Tensor,
         goal: torch.Tensor,
         warm_start: torch.Tensor | WarmStart | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | NoiseStreams | None = None,
     ) -> PlanResult:
+        """`generator`: where random draws come from. A torch.Generator is one stream for the whole
+        batch; NoiseStreams (one per problem) make each problem's plan independent of the batch."""
         start = time.perf_counter()
         state0, goal = self.check_problem(state0, goal)
         B, R = state0.shape[0], self.restarts
         warm = self.check_warm_start(warm_start, B)
+        if isinstance(generator, NoiseStreams):
+            if generator.rows != B:
+                raise ValueError(f"plan() got NoiseStreams of {generator.rows} rows for {B} problems")
+            generator = generator.expand(R) if R > 1 else generator
         actions = torch.zeros(B, self.horizon, self.action_dim, device=self.device) if warm is None else warm.actions
         states = None if warm is None else warm.states
         if R > 1:  # problem b's restarts are rows b*R .. b*R + R-1
@@ -252,9 +259,12 @@ class Planner:
         return self.goal_cost(final, goal)
 
 
-def sample_normal(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """N(0, I) from `generator` (drawn on the generator's own device, so a CPU generator
-    gives the same numbers whatever device the model is on)."""
+def sample_normal(shape, generator: torch.Generator | NoiseStreams | None, device: torch.device) -> torch.Tensor:
+    """N(0, I) from `generator`: a torch.Generator (drawn on its own device, so a CPU generator
+    gives the same numbers whatever device the model is on) or per-problem NoiseStreams (row b of
+    the draw from problem b's stream)."""
+    if isinstance(generator, NoiseStreams):
+        return generator.normal(shape, device)
     if generator is None:
         return torch.randn(shape, device=device)
     return torch.randn(shape, generator=generator, device=generator.device).to(device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
 from grasp.planners.base import Planner, WarmStart, select_problems
+from grasp.planners.noise import NoiseStreams
 from grasp.utils import Stopwatch
 
 
@@ -94,6 +96,7 @@ def run_mpc(
     progress: bool = False,
     observer=None,
     stopwatch: Stopwatch | None = None,
+    noise_keys: Sequence[int] | None = None,
 ) -> list[EpisodeOutcome]:
     """Run len(tasks) episodes side by side: one batched plan() per MPC step for the episodes
     still running, then each simulator executes the first `replan_every` actions.
@@ -103,7 +106,15 @@ def run_mpc(
     plans from what `observer` shows it (default: the state; pixel models: frame stacks);
     success is always judged on the simulator's true state. `stopwatch` gets the time of the
     sections "plan" (the planner calls), "env" (simulators and observations) and "divergence".
+
+    Random draws: one stream for each plan call's batch from `generator`, or, with `noise_keys`
+    (one integer per episode), per-episode streams: an episode's plans then do not depend on which
+    other episodes are running.
     """
+    if noise_keys is not None and len(noise_keys) != len(tasks):
+        raise ValueError(f"need one noise key per task, got {len(noise_keys)} for {len(tasks)} tasks")
+    streams = None if noise_keys is None else NoiseStreams.from_seeds(noise_keys, planner.device)
+    calls = 0
     watch = Stopwatch() if stopwatch is None else stopwatch
     n = len(tasks)
     if not (len(starts) == len(goals) == n):
@@ -136,8 +147,10 @@ def run_mpc(
         with watch("plan"):
             with torch.no_grad():
                 s0 = model.encode(torch.as_tensor(observations[idx], device=device).float())
+            draws = generator if streams is None else streams[torch.as_tensor(idx)].fork(calls)
             result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx],
-                                  generator=generator)
+                                  generator=draws)
+            calls += 1
             actions = result.actions.detach()
             actions_np = actions.cpu().numpy()
         plan_seconds = time.perf_counter() - plan_start
