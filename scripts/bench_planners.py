@@ -636,10 +636,12 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     for ax in axes[-1]:
         ax.set_xlabel("horizon T")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
+    columns = min(len(labels), 3 if len(batches) == 1 else 6)  # the legend must fit the figure's width
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     threads = int(frame["threads"].iloc[0])
     fig.suptitle(f"time per iteration ({frame['device'].iloc[0]}, {threads} thread{'s' if threads > 1 else ''})")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    rows_of_legend = -(-len(labels) // columns)
+    fig.tight_layout(rect=(0, 0.035 * rows_of_legend + 0.02, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
