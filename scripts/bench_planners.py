@@ -498,7 +498,9 @@ def measure(case: Case, model: WorldModel, args: argparse.Namespace, device: tor
     }
 
 
-def run_grid(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
+def run_grid(args: argparse.Namespace, device: torch.device, partial: Path | None = None) -> pd.DataFrame:
+    """Every cell of the grid; with `partial`, the rows so far are rewritten there after each cell,
+    so a long run that is stopped keeps what it measured."""
     cases = [Case(m, v, t, b) for m in args.models for v in variants(args) for t in args.horizons
              for b in args.batches]
     rows, models = [], {m: build_model(m, args, device) for m in args.models}
@@ -506,6 +508,8 @@ def run_grid(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
     for case in bar:
         bar.set_postfix_str(f"{case.model} {case.variant.name} T={case.horizon} B={case.batch}")
         rows.append(measure(case, models[case.model], args, device))
+        if partial is not None:
+            pd.DataFrame(rows).to_csv(partial, index=False)
     return pd.DataFrame(rows)
 
 
@@ -665,9 +669,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     device = pick_device(args.device)
-    frame = run_grid(args, device)
     args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "bench_planners.partial.csv"
+    frame = run_grid(args, device, partial)
     frame.to_csv(args.out / "bench_planners.csv", index=False)
+    partial.unlink(missing_ok=True)
     plot(frame, args.out / "bench_planners.png")
     targets = check_targets(frame, *args.target_horizons)
     text = report(frame, targets, argv)
