@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grasp.eval import plots  # noqa: E402
-from grasp.eval.tables import ablation_layout, cells, is_ablation, is_table1, paper_layout, read_results  # noqa: E402
+from grasp.eval.metrics import has_variants  # noqa: E402
+from grasp.eval.tables import ablation_layout, cells, is_table1, paper_layout, read_results  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = cells(results)
     table.to_csv(out / "cells.csv", index=False)
-    ablation = is_ablation(results)
+    ablation = has_variants(results)
     layout = ablation_layout(table) if ablation else paper_layout(table, with_paper=not args.no_paper)
     layout.to_csv(out / "table.csv", index=False)
     title = "Success % (95 % interval) / median seconds to success"

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT
-from grasp.eval.metrics import RESULT_COLUMNS, wilson_interval
+from grasp.eval.metrics import RESULT_COLUMNS, has_variants, wilson_interval
 from grasp.eval.paper import TABLE1
-from grasp.eval.tables import ablation_layout, cells, is_ablation, is_table1, paper_layout, read_results
+from grasp.eval.tables import ablation_layout, cells, is_table1, paper_layout, read_results
 
 
 def results(planner: str, horizon: int, successes: int, episodes: int, seconds: float, env: str = "pusht",
@@ -68,7 +68,7 @@ def test_layout_rows_are_horizons_columns_planners_with_the_papers_numbers_besid
 def test_ablation_rows_are_labelled_by_their_variant(tmp_path):
     data = pd.concat([results("grasp", 40, 0, 4, 1.0, variant="no_noise"), results("grasp", 40, 2, 4, 1.0,
                                                                                       variant="full")])
-    assert is_ablation(data) and not is_ablation(results("grasp", 40, 2, 4, 1.0))
+    assert has_variants(data) and not has_variants(results("grasp", 40, 2, 4, 1.0))
     layout = ablation_layout(cells(data))
     assert list(layout["variant"]) == ["full", "no_noise"], "the full method first, as in the paper's Table 2"
     assert list(layout.columns) == ["variant", "pusht H=40"]

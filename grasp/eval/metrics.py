@@ -25,29 +25,42 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def has_variants(results: pd.DataFrame) -> bool:
+    """Whether rows are labelled by ablation variants rather than only by their planner."""
+    return "variant" in results and bool((results["variant"].astype(str) != results["planner"].astype(str)).any())
+
+
+def success_statistics(group: pd.DataFrame) -> dict[str, float]:
+    """A cell's episodes, success % with its 95 % Wilson interval, median seconds to success over
+    the successful episodes, and mean final distance."""
+    solved = group["success"].astype(bool)
+    low, high = wilson_interval(int(solved.sum()), len(group))
+    times = group.loc[solved, "time_to_success"]
+    return {"episodes": len(group), "success_%": 100.0 * solved.mean(), "ci95_low_%": 100.0 * low,
+            "ci95_high_%": 100.0 * high, "median_time_to_success_s": float(times.median()) if len(times) else np.nan,
+            "mean_final_distance": group["final_distance"].mean()}
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (env, horizon, planner), and per variant where the rows have ablation variants:
     success % with its 95% (Wilson) interval, median
     time to success over the successful episodes, mean final distance, planning time per call
     and per env step, the model-vs-simulator divergence of the executed plans, and the world
     model's held-out errors (one-step MSE, open-loop rollout RMSE)."""
-    keys = ["env", "horizon", "planner"]
-    if "variant" in results and (results["variant"].astype(str) != results["planner"].astype(str)).any():
-        keys.append("variant")
+    keys = ["env", "horizon", "planner"] + (["variant"] if has_variants(results) else [])
 
     def one(group: pd.DataFrame) -> pd.Series:
-        solved = group.loc[group["success"].astype(bool), "time_to_success"]
-        low, high = wilson_interval(int(group["success"].astype(bool).sum()), len(group))
+        stats = success_statistics(group)
         optional = {key: group[column].mean() for key, column in (
             ("plan_time_per_step_s", "plan_time_per_step"), ("mean_model_divergence", "model_divergence"),
             ("model_val_mse", "model_val_mse"), ("model_val_rollout_rmse", "model_val_rollout_rmse"))
             if column in group}
         return pd.Series({
-            "episodes": len(group),
-            "success_%": 100.0 * group["success"].astype(bool).mean(),
-            "success_ci95_%": f"{100 * low:.0f}-{100 * high:.0f}",
-            "median_time_to_success_s": float(solved.median()) if len(solved) else np.nan,
-            "mean_final_distance": group["final_distance"].mean(),
+            "episodes": stats["episodes"],
+            "success_%": stats["success_%"],
+            "success_ci95_%": f"{stats['ci95_low_%']:.0f}-{stats['ci95_high_%']:.0f}",
+            "median_time_to_success_s": stats["median_time_to_success_s"],
+            "mean_final_distance": stats["mean_final_distance"],
             "plan_time_per_call_s": (group["plan_time"] / group["plan_calls"].clip(lower=1)).mean(),
             **optional,
         })

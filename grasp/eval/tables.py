@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from grasp.eval.metrics import wilson_interval
+from grasp.eval.metrics import success_statistics
 from grasp.eval.paper import TABLE1
 
 #: the planners' column order in tables (others follow alphabetically)
@@ -39,16 +39,9 @@ def read_results(paths: Iterable[str | Path]) -> pd.DataFrame:
 def cells(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (env, horizon_env_steps, variant): episodes, success % and its Wilson 95 %
     interval, median seconds to success over the successful episodes, mean final distance."""
-    rows = []
-    for (env, horizon, variant), group in results.groupby(["env", "horizon_env_steps", "variant"], sort=True):
-        solved = group["success"].astype(bool)
-        low, high = wilson_interval(int(solved.sum()), len(group))
-        times = group.loc[solved, "time_to_success"]
-        rows.append({"env": env, "horizon_env_steps": horizon, "variant": variant, "planner": group["planner"].iloc[0],
-                     "episodes": len(group), "success_%": 100.0 * solved.mean(), "ci95_low_%": 100.0 * low,
-                     "ci95_high_%": 100.0 * high,
-                     "median_time_to_success_s": float(times.median()) if len(times) else np.nan,
-                     "mean_final_distance": group["final_distance"].mean()})
+    rows = [{"env": env, "horizon_env_steps": horizon, "variant": variant, "planner": group["planner"].iloc[0],
+             **success_statistics(group)}
+            for (env, horizon, variant), group in results.groupby(["env", "horizon_env_steps", "variant"], sort=True)]
     return pd.DataFrame(rows)
 
 
@@ -93,11 +86,6 @@ def ablation_layout(table: pd.DataFrame) -> pd.DataFrame:
             row[key] = format_cell(c["success_%"], c["ci95_low_%"], c["ci95_high_%"], c["median_time_to_success_s"])
         out.append(row)
     return pd.DataFrame(out).fillna("–")
-
-
-def is_ablation(results: pd.DataFrame) -> bool:
-    """Rows labelled by ablation variants rather than planners."""
-    return bool((results["variant"].astype(str) != results["planner"].astype(str)).any())
 
 
 def is_table1(results: pd.DataFrame) -> bool:
