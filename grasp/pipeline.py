@@ -31,14 +31,17 @@ from grasp.utils import Stopwatch, atomic_path, derive_seed, resolve_device, see
 log = logging.getLogger(__name__)
 
 
+def _hydra_config():
+    """This Hydra run's own config (choices, overrides), or None outside a Hydra run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
 def _choice(group: str) -> str | None:
     """The option picked for a config group in this Hydra run (None outside one or when unset)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return HydraConfig.get().runtime.choices.get(group)
-    except ValueError:
-        return None
+    hydra_cfg = _hydra_config()
+    return None if hydra_cfg is None else hydra_cfg.runtime.choices.get(group)
 
 
 def planner_name(cfg: DictConfig) -> str:
@@ -61,12 +64,8 @@ def wandb_tags(cfg: DictConfig, task: Task) -> list[str]:
 
 def wandb_config(cfg: DictConfig) -> dict[str, Any]:
     """The job's resolved config, flattened, plus its variant and command-line overrides."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = " ".join(HydraConfig.get().overrides.task)
-    except ValueError:
-        overrides = ""
+    hydra_cfg = _hydra_config()
+    overrides = "" if hydra_cfg is None else " ".join(hydra_cfg.overrides.task)
     return {**flat_config(cfg), "variant": variant_name(cfg), "overrides": overrides}
 
 
@@ -274,6 +273,11 @@ def evaluation_protocol(cfg: DictConfig, task: Task) -> Protocol:
                                  policy, float(cfg.data.correlation))
 
 
+def run_objective(cfg: DictConfig, results: pd.DataFrame) -> float:
+    """What a sweeper maximises for this job (eval.objective_time_weight)."""
+    return tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))
+
+
 def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
              wandb_run: WandbRun, protocol: Protocol | None = None,
              model_metrics: dict[str, float] | None = None, watch: Stopwatch | None = None) -> pd.DataFrame:
@@ -339,7 +343,7 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
                            "eval/mean_model_divergence": summary["mean_model_divergence"],
                            "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
                            "eval/episodes": episodes, "eval/wall_time_s": elapsed,
-                           "eval/objective": tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))})
+                           "eval/objective": run_objective(cfg, results)})
     return results
 
 

@@ -8,7 +8,6 @@ from omegaconf import DictConfig
 
 import grasp.config  # noqa: F401  (registers resolvers before Hydra composes)
 from grasp import pipeline
-from grasp.eval.metrics import tuning_objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -18,7 +17,7 @@ def main(cfg: DictConfig) -> float | None:
     results = pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
     if results is None:
         return None
-    return tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))
+    return pipeline.run_objective(cfg, results)
 
 
 if __name__ == "__main__":
