@@ -56,15 +56,6 @@ class NoiseStreams:
     def from_seeds(cls, seeds: Sequence[int], device: torch.device | str | None = None) -> "NoiseStreams":
         return cls(torch.tensor([int(s) % 2**62 for s in seeds], dtype=torch.int64), device)
 
-    @classmethod
-    def from_generator(cls, generator: torch.Generator | None, rows: int,
-                       device: torch.device | str | None = None) -> "NoiseStreams":
-        """Fresh keys drawn from `generator` (torch's global RNG when None): reproducible for a
-        seeded generator and a fixed batch, but a row's key then depends on its position."""
-        keys = torch.randint(0, 2**62, (rows,), generator=generator,
-                             device=generator.device if generator is not None else "cpu")
-        return cls(keys, device)
-
     @property
     def rows(self) -> int:
         return int(self.keys.shape[0])
@@ -72,20 +63,21 @@ class NoiseStreams:
     def _halves(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.keys & _MASK32, (self.keys >> 32) & _MASK32
 
+    def _derived(self, salt: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> "NoiseStreams":
+        """Fresh streams keyed by hashes of (key halves, salt): independent of the parents' streams."""
+        return NoiseStreams((_combine(low, salt) << 31) ^ _combine(high, salt, low), self.keys.device)
+
     def fork(self, salt: int) -> "NoiseStreams":
         """Independent streams for a new use of the same problems (e.g. the k-th MPC plan call)."""
-        low, high = self._halves()
         salt_t = torch.tensor(int(salt) & _MASK32, dtype=torch.int64, device=self.keys.device)
-        return NoiseStreams((_combine(low, salt_t) << 31) ^ _combine(high, salt_t, low), self.keys.device)
+        return self._derived(salt_t, *self._halves())
 
     def expand(self, copies: int) -> "NoiseStreams":
         """Rows b*copies .. b*copies + copies-1 get their own streams derived from row b's key (one
         per restart), the same whatever the other rows are."""
-        low, high = self._halves()
-        copy = torch.arange(copies, device=self.keys.device)
-        low, high = low.repeat_interleave(copies), high.repeat_interleave(copies)
-        copy = copy.repeat(self.rows)
-        streams = NoiseStreams((_combine(low, copy) << 31) ^ _combine(high, copy, low), self.keys.device)
+        low, high = (half.repeat_interleave(copies) for half in self._halves())
+        copy = torch.arange(copies, device=self.keys.device).repeat(self.rows)
+        streams = self._derived(copy, low, high)
         streams.draws = self.draws
         return streams
 
