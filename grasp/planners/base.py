@@ -239,6 +239,13 @@ class Planner:
             return set()
         return set(torch.linspace(0, iterations - 1, self.snapshots).round().long().tolist())
 
+    @staticmethod
+    def snapshot_info(snapshots: list[torch.Tensor], kept: set[int]) -> dict[str, Any]:
+        """The info entries of the snapshots taken (an early stop may take fewer than planned)."""
+        if not snapshots:
+            return {}
+        return {"snapshots": snapshots, "snapshot_iteration": sorted(kept)[: len(snapshots)]}
+
     @torch.no_grad()
     def predicted_states(self, state0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The states s_1..s_{T-1} (N, T-1, D) the model predicts along `actions`, on the CPU: a

@@ -44,13 +44,12 @@ class GDPlanner(Planner):
 
     def _optimize(self, state0, goal, actions, states, generator) -> PlanResult:
         noise = schedule_values(*self.action_noise, self.iterations)
+        kept = self.snapshot_iterations(self.iterations)
         shot = shoot(self, state0, goal, self.param.to_free(actions), self.param, self.iterations, self.lr,
-                     self.optimizer, noise, generator, self.tolerance, self.snapshot_iterations(self.iterations))
+                     self.optimizer, noise, generator, self.tolerance, kept)
         used = len(shot.costs)
         info = {"iterations": used, "action_noise": torch.tensor(noise[:used]), "time": torch.tensor(shot.times)}
         if used:
             info.update(cost=torch.stack(shot.costs).cpu(), grad_norm=torch.stack(shot.grad_norms).cpu())
-        if shot.snapshots:
-            at = sorted(self.snapshot_iterations(self.iterations))[: len(shot.snapshots)]
-            info.update(snapshots=shot.snapshots, snapshot_iteration=at)
+        info.update(self.snapshot_info(shot.snapshots, kept))
         return PlanResult(self.param.to_actions(shot.free).detach(), info)

@@ -273,8 +273,7 @@ class GraspPlanner(Planner):
         used = len(curves["time"])
         info.update(sigma=torch.tensor(sigmas[:used]), gamma=torch.tensor(gammas[:used]),
                     dynamics_weight=torch.tensor(dyn_weights[:used]), iterations=used)
-        if snapshots:  # the virtual states after chosen iterations, for pictures (a list: T may grow)
-            info.update(snapshots=snapshots, snapshot_iteration=sorted(keep)[: len(snapshots)])
+        info.update(self.snapshot_info(snapshots, keep))  # virtual states, for pictures (a list: T may grow)
         return PlanResult(self.param.to_actions(free.detach()), info, states.detach())
 
     def run_sync(self, state0, goal, free, generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,8 +111,7 @@ class SamplingPlanner(Planner):
                 break
         info = {key: torch.stack(v).cpu() for key, v in curves.items() if key != "time"}
         info.update(time=torch.tensor(curves["time"]), iterations=len(curves["time"]))
-        if snapshots:
-            info.update(snapshots=snapshots, snapshot_iteration=sorted(snapshot_at)[: len(snapshots)])
+        info.update(self.snapshot_info(snapshots, snapshot_at))
         return PlanResult(best if self.return_best else mean, info)
 
     def score(self, state0: torch.Tensor, goal: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
