@@ -45,11 +45,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grasp.config import CONF_DIR, REPO_ROOT  # noqa: E402
+from grasp.config import CONF_DIR, DEVICES, REPO_ROOT  # noqa: E402
 from grasp.models.base import WorldModel  # noqa: E402
 from grasp.models.mlp import MLPWorldModel  # noqa: E402
 from grasp.models.pixel import PixelWorldModel  # noqa: E402
 from grasp.planners.base import Planner, PlanResult  # noqa: E402
+from grasp.utils import resolve_device  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ VARIANTS = {
 }
 DEFAULT_PLANNERS = ["grasp", "grasp_sync", "gd", "cem", "mppi"]
 MODELS = ("mlp", "pixel")
-DEVICES = ("auto", "cpu", "cuda")
 #: sizes of --quick (explicit flags still win)
 QUICK = dict(horizons=[5, 10], batches=[1, 2], iterations=2, repeats=1, hidden_dim=32, samples=16,
              threshold_iters=10, threshold_iters_sampling=5, chunk_size=2, eval_every=2, target_horizons=[5, 10])
@@ -193,10 +193,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.residual_scale <= 0 or args.action_gain <= 0:
         parser.error("--residual-scale and --action-gain must be > 0")
     return args
-
-
-def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
 # ---- models and problems ----------------------------------------------------------------------
@@ -668,7 +664,7 @@ def report(frame: pd.DataFrame, targets: list[str], argv: Sequence[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    device = pick_device(args.device)
+    device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     partial = args.out / "bench_planners.partial.csv"
     frame = run_grid(args, device, partial)

@@ -19,7 +19,7 @@ def frame(task: Task, size: int) -> np.ndarray:
 class FrameHistory:
     """The last `history` frames of one task, stacked on channels oldest first: (history * 3,
     S, S) uint8, the current frame in the last 3 channels. A new episode repeats its first frame,
-    as the training windows do (TrajectoryDataset.observations, grasp.train.trainer.Episodes)."""
+    as the training windows do (grasp.train.trainer.Episodes)."""
 
     def __init__(self, size: int, history: int) -> None:
         if int(history) != history or history < 1:
