@@ -12,6 +12,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
+from grasp.envs.observe import frame
 from grasp.envs.rendering import EFFECTS
 from grasp.utils import atomic_path
 
@@ -108,7 +109,7 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
     for ep in tqdm(range(episodes), desc="collect", unit="ep", disable=not progress, mininterval=1.0):
         state = states[ep, 0] = task.reset(task.sample_state(rng))
         if frames is not None:
-            frames[ep, 0] = task.render(frame_size, show_goal=False).transpose(2, 0, 1)
+            frames[ep, 0] = frame(task, frame_size)
         if policy != "scripted":  # open-loop noise, scaled to the task's bounds
             planned = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
             planned = low + (planned + 1.0) * 0.5 * (high - low)
@@ -117,7 +118,7 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
             actions[ep, t] = np.clip(action, low, high)
             state = states[ep, t + 1] = task.step(actions[ep, t])
             if frames is not None:
-                frames[ep, t + 1] = task.render(frame_size, show_goal=False).transpose(2, 0, 1)
+                frames[ep, t + 1] = frame(task, frame_size)
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
             "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
             "policy": policy, "seed": seed, "frame_size": frame_size,
