@@ -265,3 +265,22 @@ def test_linear_world_model_matches_closed_form():
     assert torch.equal(single.encode(s), s) and torch.equal(single.decode(s), s)
     with pytest.raises(ValueError, match="A \\(D, D\\)"):
         LinearWorldModel(torch.eye(3), torch.ones(2, 2))
+
+
+# ---- the model's weights during planning ----------------------------------------------------------
+@pytest.mark.parametrize("name", ["grasp", "gd", "cem"])
+def test_planning_never_differentiates_into_the_weights_and_restores_their_flags(name):
+    from grasp.models.mlp import MLPWorldModel
+
+    torch.manual_seed(0)
+    model = MLPWorldModel(state_dim=3, action_dim=2, hidden_dim=16, depth=2)
+    model.net[0].bias.requires_grad_(False)  # a flag the planner must leave as it found it
+    flags_before = [p.requires_grad for p in model.parameters()]
+    seen = []
+    model.net.register_forward_pre_hook(lambda module, args: seen.append(
+        torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())))
+    planner = make_planner(name, model, horizon=6, iterations=4, **(dict(sync_every=2, sync_steps=2) if name == "grasp" else {}))
+    planner.plan(torch.zeros(2, 3), torch.ones(2, 3), generator=gen(0))
+    assert seen and not any(seen)
+    assert [p.requires_grad for p in model.parameters()] == flags_before
+    assert all(p.grad is None for p in model.parameters())

@@ -16,9 +16,10 @@ planner implements :meth:`Planner._optimize` on the expanded batch of B * R prob
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -42,6 +43,21 @@ def select_problems(info: dict[str, Any], rows) -> dict[str, Any]:
         per_problem = torch.is_tensor(value) and (value.ndim == 2 or (value.ndim == 1 and key in PROBLEM_KEYS))
         picked[key] = value[..., rows] if per_problem else value
     return picked
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: torch.nn.Module) -> Iterator[None]:
+    """Planners differentiate through the model, never into its weights: with requires_grad off
+    autograd skips the weight gradients (about a quarter of a GRASP iteration at B=64, T=100 on a
+    CPU). The flags are restored afterwards, since the same model may be trained in this process."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
 
 
 @dataclass
@@ -174,7 +190,7 @@ class Planner:
             spread = self.restart_noise * sample_normal(actions.shape, generator, self.device)
             spread.view(B, R, *actions.shape[1:])[:, 0] = 0.0  # restart 0 is the plain initial guess
             actions = self.clamp_actions(actions + spread)
-        with torch.enable_grad():  # callers (the MPC loop) may hold no_grad
+        with torch.enable_grad(), frozen_parameters(self.world_model):  # the MPC loop may hold no_grad
             result = self._optimize(state0, goal, actions, states, generator)
         with torch.no_grad():
             actions = self.clamp_actions(result.actions.detach())
