@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +19,8 @@ WANDB_MODES = ("disabled", "offline", "online")
 DATA_POLICIES = ("auto", "uniform", "colored", "scripted")
 GOAL_SOURCES = ("random", "rollout")
 NOISE_STREAMS = ("shared", "per_episode")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def register_resolvers() -> None:
@@ -51,6 +54,13 @@ def validate(cfg: DictConfig) -> None:
     _require(len(stages) > 0 and all(s in STAGES for s in stages), "stages", f"a non-empty subset of {list(STAGES)}", stages)
     _require(stages == [s for s in STAGES if s in stages], "stages", f"in the order {list(STAGES)}", stages)
     _require(cfg.device in DEVICES, "device", f"one of {list(DEVICES)}", cfg.device)
+    compile_mode = cfg.get("compile", False)
+    _require(compile_mode is False or compile_mode in COMPILE_MODES, "compile", f"false or one of {list(COMPILE_MODES)}",
+             compile_mode)
+    precision = cfg.get("precision", "fp32")
+    _require(precision in PRECISIONS, "precision", f"one of {list(PRECISIONS)}", precision)
+    _require(precision != "fp16" or cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()),
+             "precision", "fp32 or bf16 without CUDA (fp16 autocast needs device=cuda)", precision)
     _require(cfg.logger.wandb.mode in WANDB_MODES, "logger.wandb.mode", f"one of {list(WANDB_MODES)}", cfg.logger.wandb.mode)
     _require(isinstance(cfg.horizon, int) and cfg.horizon >= 1, "horizon", "an integer >= 1", cfg.horizon)
     _require(cfg.data.policy in DATA_POLICIES, "data.policy", f"one of {list(DATA_POLICIES)}", cfg.data.policy)

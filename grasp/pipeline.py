@@ -26,7 +26,8 @@ from grasp.planners.base import Planner
 from grasp.planners.mpc import PixelObserver, run_mpc
 from grasp.train.dataset import FRAME_STYLE, load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
-from grasp.utils import Stopwatch, atomic_path, derive_seed, resolve_device, seed_everything
+from grasp.utils import (AUTOCAST_DTYPES, Stopwatch, atomic_path, compile_world_model, derive_seed, resolve_device,
+                         seed_everything)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def build_planner(cfg: DictConfig, world_model, task: Task) -> Planner:
         kwargs["state_weights"] = weights
     if observes_pixels(cfg) and cfg.eval.get("pictures", 0) and cfg.planner.get("snapshots") == 0:
         kwargs["snapshots"] = PLAN_STRIP_ROWS  # what the plan strips of pixel models show
-    return instantiate_checked(cfg.planner, "planner", world_model=world_model, **kwargs)
+    planner = instantiate_checked(cfg.planner, "planner", world_model=world_model, **kwargs)
+    planner.autocast_dtype = AUTOCAST_DTYPES[cfg.get("precision", "fp32")]
+    return planner
 
 
 def task_version(cfg: DictConfig) -> int:
@@ -286,6 +289,8 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
     protocol = evaluation_protocol(cfg, task) if protocol is None else protocol
     starts, goals, seeds = protocol.starts, protocol.goals, protocol.episode_seeds
     tasks = [task] + [hydra.utils.instantiate(cfg.env) for _ in range(episodes - 1)]
+    if cfg.get("compile", False):
+        compile_world_model(model, cfg.compile)
     planner = build_planner(cfg, model, task)
     generator = torch.Generator(device=device).manual_seed(derive_seed(int(cfg.seed), 1))
     log.info("evaluate: %s on %s, %d episodes, horizon %d, %s", name, task.name, episodes, planner.horizon,

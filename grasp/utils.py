@@ -24,6 +24,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+#: the run's `precision` -> the autocast dtype of planning (None: plain fp32)
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def compile_world_model(model: torch.nn.Module, mode: str) -> None:
+    """torch.compile the model's `step`, the one call every planner and rollout goes through.
+    Shapes are dynamic (batch x horizon varies between lifted calls and serial rollouts), and
+    planners call it with and without grad, so allow more recompiles than torch's default."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    model.step = torch.compile(model.step, mode=mode, dynamic=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

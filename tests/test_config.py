@@ -105,11 +105,19 @@ def test_user_override_beats_interpolated_default():
     ("checkpoint=/no/such/file.pt", "checkpoint"),
     ("eval.noise_streams=private", "eval.noise_streams"),
     ("eval.objective_time_weight=-1", "eval.objective_time_weight"),
+    ("compile=fast", "compile"),
+    ("precision=fp8", "precision"),
 ])
 def test_bad_run_values_name_the_key(override, key):
     cfg = compose_config([override])
     with pytest.raises(ConfigError, match=f"'{key}'"):
         validate(cfg)
+
+
+def test_fp16_precision_needs_cuda():
+    with pytest.raises(ConfigError, match="'precision'.*needs device=cuda"):
+        validate(compose_config(["precision=fp16", "device=cpu"]))
+    validate(compose_config(["precision=bf16", "device=cpu"]))
 
 
 def test_unknown_planner_name_lists_the_planners():

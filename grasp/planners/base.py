@@ -115,6 +115,9 @@ class Planner:
     every planner shares (restarts, restart_noise, warm_start, tolerance); subclasses take
     their own knobs and pass these on as ``**base``."""
 
+    #: dtype the optimisation autocasts to (the run's `precision`: set by the pipeline); None = fp32
+    autocast_dtype: torch.dtype | None = None
+
     def __init__(
         self,
         world_model: WorldModel,
@@ -190,10 +193,10 @@ class Planner:
             spread = self.restart_noise * sample_normal(actions.shape, generator, self.device)
             spread.view(B, R, *actions.shape[1:])[:, 0] = 0.0  # restart 0 is the plain initial guess
             actions = self.clamp_actions(actions + spread)
-        with torch.enable_grad(), frozen_parameters(self.world_model):  # the MPC loop may hold no_grad
+        with torch.enable_grad(), frozen_parameters(self.world_model), self._autocast():  # the MPC loop may hold no_grad
             result = self._optimize(state0, goal, actions, states, generator)
         with torch.no_grad():
-            actions = self.clamp_actions(result.actions.detach())
+            actions = self.clamp_actions(result.actions.detach().float())
             cost = self.rollout_cost(state0, actions, goal)
         result = replace(result, actions=actions)
         result.info["final_cost"] = cost.cpu()
@@ -201,6 +204,12 @@ class Planner:
             result = self._best_restart(result, B, R)
         result.info["plan_time"] = time.perf_counter() - start
         return result
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision of the optimisation (the run's `precision`); the final cost stays fp32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _optimize(self, state0: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor,
                   states: torch.Tensor | None, generator: torch.Generator | None) -> PlanResult:
