@@ -124,3 +124,27 @@ def test_finished_episodes_leave_the_others_plans_unchanged(name, knobs):
     for masked, alone in zip(three[1:], two):
         np.testing.assert_allclose(np.stack(masked.actions), np.stack(alone.actions), atol=1e-5)
         assert masked.final_distance == pytest.approx(alone.final_distance, abs=1e-6)
+
+
+# ---- simulators stepped as a vector ---------------------------------------------------------------
+def test_task_vector_steps_only_its_rows_as_the_simulators_would_alone():
+    from grasp.envs.vector import TaskVector
+
+    cfg = compose_config(["env=point_maze_umaze"])
+    vector = TaskVector([hydra.utils.instantiate(cfg.env) for _ in range(3)])
+    alone = [hydra.utils.instantiate(cfg.env) for _ in range(3)]
+    rng = np.random.default_rng(0)
+    starts = np.stack([vector.spec.sample_state(rng) for _ in range(3)])
+    np.testing.assert_array_equal(vector.reset(starts), np.stack([t.reset(s) for t, s in zip(alone, starts)]))
+    actions = rng.uniform(-1, 1, size=(2, vector.spec.action_dim))
+    rows = np.array([0, 2])
+    moved = vector.step(rows, actions)
+    np.testing.assert_array_equal(moved, np.stack([alone[0].step(actions[0]), alone[2].step(actions[1])]))
+    np.testing.assert_array_equal(vector.tasks[1].get_state(), alone[1].get_state())  # row 1 was masked out
+    goals = moved.copy()
+    assert vector.success(moved, goals).tolist() == [True, True]
+    assert vector.distance(moved, goals[::-1]).shape == (2,)
+    with pytest.raises(ValueError, match="one action per stepped row"):
+        vector.step(rows, actions[:1])
+    with pytest.raises(ValueError, match="one task"):
+        TaskVector([vector.spec, hydra.utils.instantiate(compose_config(["env=wall"]).env)])

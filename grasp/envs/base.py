@@ -2,7 +2,7 @@
 
 A task owns one simulator. States are flat float64 numpy vectors (the planner-facing,
 unnormalised state); goals are states too, of which only `goal_dims` matter for success.
-The evaluator runs one Task per episode and steps them side by side.
+The evaluator runs one Task per episode and steps them as a vector (grasp.envs.vector.TaskVector).
 """
 
 from __future__ import annotations

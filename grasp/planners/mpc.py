@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
+from grasp.envs.vector import TaskVector
 from grasp.planners.base import Planner, WarmStart, select_problems
 from grasp.planners.noise import NoiseStreams
 from grasp.utils import Stopwatch
@@ -48,16 +49,16 @@ class EpisodeOutcome:
 
 class StateObserver:
     """What a state model sees: the task's state vector. The interface of every observer: the
-    goals' observations, the observations after `reset`, and one episode's after a step."""
+    goals' observations, the observations after `reset`, and those of some rows after a step."""
 
-    def goals(self, tasks: list[Task], goals: np.ndarray) -> np.ndarray:
+    def goals(self, envs: TaskVector, goals: np.ndarray) -> np.ndarray:
         return np.asarray(goals, dtype=np.float32)
 
-    def reset(self, tasks: list[Task], states: np.ndarray) -> np.ndarray:
+    def reset(self, envs: TaskVector, states: np.ndarray) -> np.ndarray:
         return np.asarray(states, dtype=np.float32).copy()
 
-    def step(self, i: int, task: Task, state: np.ndarray) -> np.ndarray:
-        return state
+    def step(self, rows: np.ndarray, envs: TaskVector, states: np.ndarray) -> np.ndarray:
+        return np.asarray(states, dtype=np.float32)
 
 
 class PixelObserver:
@@ -68,24 +69,43 @@ class PixelObserver:
         self.frame_size, self.history = int(frame_size), int(history)
         self.histories: list = []
 
-    def goals(self, tasks: list[Task], goals: np.ndarray) -> np.ndarray:
+    def goals(self, envs: TaskVector, goals: np.ndarray) -> np.ndarray:
         from grasp.envs.observe import goal_observation
 
         return np.stack([goal_observation(task, goal, self.frame_size, self.history)
-                         for task, goal in zip(tasks, goals)])
+                         for task, goal in zip(envs.tasks, goals)])
 
-    def reset(self, tasks: list[Task], states: np.ndarray) -> np.ndarray:
+    def reset(self, envs: TaskVector, states: np.ndarray) -> np.ndarray:
         from grasp.envs.observe import FrameHistory
 
-        self.histories = [FrameHistory(self.frame_size, self.history) for _ in tasks]
-        return np.stack([frames.reset(task) for frames, task in zip(self.histories, tasks)])
+        self.histories = [FrameHistory(self.frame_size, self.history) for _ in envs.tasks]
+        return np.stack([frames.reset(task) for frames, task in zip(self.histories, envs.tasks)])
 
-    def step(self, i: int, task: Task, state: np.ndarray) -> np.ndarray:
-        return self.histories[i].push(task)
+    def step(self, rows: np.ndarray, envs: TaskVector, states: np.ndarray) -> np.ndarray:
+        return np.stack([self.histories[i].push(envs.tasks[i]) for i in rows])
+
+
+@dataclass
+class ExecutedChunk:
+    """What the simulators did with one plan() call's first actions, for the divergence check:
+    the planned rows (episodes), the model state each plan started from, the actions executed
+    (rows, K, A), the states and observations reached after each (rows, K, ...), and how many of
+    the K steps each row really ran (it stops at success)."""
+
+    rows: np.ndarray
+    start: torch.Tensor
+    actions: torch.Tensor
+    states: np.ndarray
+    observations: np.ndarray
+    steps: np.ndarray
+
+    def ran(self) -> np.ndarray:
+        """(rows, K) mask of the steps that ran; each row's are a prefix."""
+        return np.arange(self.states.shape[1])[None, :] < self.steps[:, None]
 
 
 def run_mpc(
-    tasks: list[Task],
+    tasks: Sequence[Task] | TaskVector,
     planner: Planner,
     starts: np.ndarray,
     goals: np.ndarray,
@@ -99,7 +119,8 @@ def run_mpc(
     noise_keys: Sequence[int] | None = None,
 ) -> list[EpisodeOutcome]:
     """Run len(tasks) episodes side by side: one batched plan() per MPC step for the episodes
-    still running, then each simulator executes the first `replan_every` actions.
+    still running, then the simulators of those episodes execute the first `replan_every`
+    actions as a vector (finished episodes are masked out).
 
     MPC stops an episode at success or after `max_steps` model steps. `open_loop` plans once
     and executes the whole plan; success is then judged on the final state only. The model
@@ -111,117 +132,148 @@ def run_mpc(
     (one integer per episode), per-episode streams: an episode's plans then do not depend on which
     other episodes are running.
     """
-    if noise_keys is not None and len(noise_keys) != len(tasks):
-        raise ValueError(f"need one noise key per task, got {len(noise_keys)} for {len(tasks)} tasks")
-    streams = None if noise_keys is None else NoiseStreams.from_seeds(noise_keys, planner.device)
-    calls = 0
-    watch = Stopwatch() if stopwatch is None else stopwatch
-    n = len(tasks)
+    envs = tasks if isinstance(tasks, TaskVector) else TaskVector(tasks)
+    n = len(envs)
+    if noise_keys is not None and len(noise_keys) != n:
+        raise ValueError(f"need one noise key per task, got {len(noise_keys)} for {n} tasks")
     if not (len(starts) == len(goals) == n):
         raise ValueError(f"need one start and one goal per task, got {len(starts)}, {len(goals)} for {n} tasks")
-    model = planner.world_model
-    device = planner.device
-    horizon = planner.horizon
+    streams = None if noise_keys is None else NoiseStreams.from_seeds(noise_keys, planner.device)
+    watch = Stopwatch() if stopwatch is None else stopwatch
+    model, device, horizon = planner.world_model, planner.device, planner.horizon
     execute = horizon if open_loop else int(replan_every)
     budget = horizon if open_loop else int(max_steps)
     observer = StateObserver() if observer is None else observer
+    goals = np.asarray(goals)
     with watch("env"):
-        goal_obs = observer.goals(tasks, goals)
-        states = np.stack([task.reset(start) for task, start in zip(tasks, starts)])
-        observations = observer.reset(tasks, states)
+        goal_obs = observer.goals(envs, goals)
+        states = envs.reset(starts)
+        observations = observer.reset(envs, states)
+        start_observations = observations.copy()
     with torch.no_grad():
         goal_model = model.encode(torch.as_tensor(goal_obs, device=device).float())
-    outcomes = [EpisodeOutcome() for _ in range(n)]
-    if getattr(model, "observation", "state") == "pixels":
-        for i, outcome in enumerate(outcomes):
-            outcome.start_observation, outcome.goal_observation = observations[i].copy(), goal_obs[i]
+
     active = np.ones(n, dtype=bool)
+    steps = np.zeros(n, dtype=int)
+    executed = np.zeros((n, budget, planner.action_dim), dtype=np.float32)
+    time_to_success = np.full(n, np.nan)
+    plan_time = np.zeros(n)
+    calls: list[tuple[np.ndarray, np.ndarray, int]] = []  # per plan() call: rows, final costs, iterations
+    first_info: dict | None = None  # the first call plans every episode
     warm: WarmStart | None = None  # previous plans of all n episodes, rows of finished ones unused
+    chunks: list[ExecutedChunk] = []
     t0 = time.perf_counter()
     bar = tqdm(total=budget, desc="mpc", unit="step", disable=not progress, leave=False, mininterval=1.0)
     steps_done = 0
-    chunks: list[tuple[np.ndarray, torch.Tensor, torch.Tensor, list[list[np.ndarray]]]] = []
     while active.any() and steps_done < budget:
         idx = np.flatnonzero(active)
         plan_start = time.perf_counter()
         with watch("plan"):
             with torch.no_grad():
                 s0 = model.encode(torch.as_tensor(observations[idx], device=device).float())
-            draws = generator if streams is None else streams[torch.as_tensor(idx)].fork(calls)
+            draws = generator if streams is None else streams[torch.as_tensor(idx)].fork(len(calls))
             result = planner.plan(s0, goal_model[idx], warm_start=None if warm is None else warm[idx],
                                   generator=draws)
-            calls += 1
             actions = result.actions.detach()
             actions_np = actions.cpu().numpy()
-        plan_seconds = time.perf_counter() - plan_start
+        plan_time[idx] += time.perf_counter() - plan_start
+        calls.append((idx, result.info["final_cost"].numpy(), int(result.info.get("iterations", 0))))
+        first_info = result.info if first_info is None else first_info
         shifted = result.warm_start(execute)
         if warm is None:
             lifted = None if shifted.states is None else shifted.states.new_zeros(n, *shifted.states.shape[1:])
             warm = WarmStart(torch.zeros(n, horizon, planner.action_dim, device=device), lifted)
         warm[idx] = shifted
-        final_cost = result.info["final_cost"]
-        for row, i in enumerate(idx):
-            outcomes[i].plan_time += plan_seconds
-            outcomes[i].plan_calls += 1
-            outcomes[i].final_cost.append(float(final_cost[row]))
-            outcomes[i].iterations.append(int(result.info.get("iterations", 0)))
-            if outcomes[i].first_plan_info is None:
-                outcomes[i].first_plan_info = select_problems(result.info, row)
+
         n_exec = min(execute, budget - steps_done)
-        reached: list[list[np.ndarray]] = [[] for _ in idx]  # (state, observation) after each step
-        chunks.append((idx, s0, actions[:, :n_exec], reached))
+        chunk = ExecutedChunk(idx, s0, actions[:, :n_exec], np.zeros((len(idx), n_exec, states.shape[1])),
+                              np.zeros((len(idx), n_exec, *observations.shape[1:]), dtype=observations.dtype),
+                              np.zeros(len(idx), dtype=int))
         with watch("env"):
             for j in range(n_exec):
-                for row, i in enumerate(idx):
-                    if not active[i]:
-                        continue
-                    states[i] = tasks[i].step(actions_np[row, j])
-                    observations[i] = observer.step(i, tasks[i], states[i])
-                    reached[row].append((states[i].copy(), observations[i].copy()))
-                    outcomes[i].actions.append(actions_np[row, j])
-                    outcomes[i].steps += 1
-                    if not open_loop and tasks[i].success(states[i], goals[i]):
-                        outcomes[i].success = True
-                        outcomes[i].time_to_success = time.perf_counter() - t0
-                        active[i] = False
+                live = active[idx]  # the chunk's rows still running
+                if not live.any():
+                    break
+                rows = idx[live]
+                states[rows] = envs.step(rows, actions_np[live, j])
+                observations[rows] = observer.step(rows, envs, states[rows])
+                chunk.states[live, j], chunk.observations[live, j] = states[rows], observations[rows]
+                chunk.steps[live] += 1
+                executed[rows, steps[rows]] = actions_np[live, j]
+                steps[rows] += 1
+                if not open_loop:
+                    solved = rows[envs.success(states[rows], goals[rows])]
+                    time_to_success[solved] = time.perf_counter() - t0
+                    active[solved] = False
+        chunks.append(chunk)
         steps_done += n_exec
         bar.update(n_exec)
     bar.close()
+    success = np.isfinite(time_to_success)
+    if open_loop:
+        success = envs.success(states, goals)
+        time_to_success[success] = time.perf_counter() - t0
     with watch("divergence"):
-        _measure_divergence(model, tasks, chunks, outcomes)
-    for i, task in enumerate(tasks):
-        outcomes[i].final_distance = float(task.distance(states[i], goals[i]))
-        if open_loop and bool(task.success(states[i], goals[i])):
-            outcomes[i].success = True
-            outcomes[i].time_to_success = time.perf_counter() - t0
+        divergence = _measure_divergence(model, envs, chunks, n)
+    final_distance = envs.distance(states, goals)
+    outcomes = [EpisodeOutcome(success=bool(success[i]), steps=int(steps[i]), final_distance=float(final_distance[i]),
+                               plan_time=float(plan_time[i]), time_to_success=float(time_to_success[i]),
+                               first_plan_info=None if first_info is None else select_problems(first_info, i),
+                               actions=list(executed[i, : steps[i]]))
+                for i in range(n)]
+    for rows, costs, iterations in calls:
+        for row, i in enumerate(rows):
+            outcomes[i].plan_calls += 1
+            outcomes[i].final_cost.append(float(costs[row]))
+            outcomes[i].iterations.append(iterations)
+    for i, outcome in enumerate(outcomes):
+        outcome.divergence, outcome.max_divergence = divergence["mean"][i], divergence["max"][i]
+    if getattr(model, "observation", "state") == "pixels":
+        _keep_pixel_trace(outcomes, start_observations, goal_obs, divergence)
     return outcomes
 
 
-def _measure_divergence(model, tasks: list[Task], chunks, outcomes: list[EpisodeOutcome]) -> None:
+def _measure_divergence(model, envs: TaskVector, chunks: list[ExecutedChunk], n: int) -> dict:
     """After the episodes (so it never counts as planning or time to success): replay each
     executed chunk in the model from the state its plan started at and compare. State models:
     the task's distance between predicted and reached states. Pixel models: the RMS over latent
-    entries between the predicted latents and the encoded frames that were really seen."""
-    gaps: list[list[float]] = [[] for _ in outcomes]
+    entries between the predicted latents and the encoded frames that were really seen.
+
+    Returns per-episode mean and max (NaN for episodes that executed nothing) and, for pixel
+    models, per chunk the episode of every executed step, its frame and the predicted latent."""
+    total, count, worst = np.zeros(n), np.zeros(n), np.full(n, -np.inf)
     pixels = getattr(model, "observation", "state") == "pixels"
+    trace: list[tuple[np.ndarray, np.ndarray, torch.Tensor]] = []
     with torch.no_grad():
-        for idx, s0, actions, reached in chunks:
-            latents = model.rollout(s0, actions)
-            predicted = None if pixels else model.decode(latents).cpu().numpy().astype(np.float64)
-            for row, i in enumerate(idx):
-                if not reached[row]:
-                    continue
-                if pixels:
-                    seen = torch.as_tensor(np.stack([obs for _, obs in reached[row]]), device=latents.device)
-                    predicted_latents = latents[row, : len(seen)]
-                    gap = (predicted_latents - model.encode(seen.float())).pow(2).mean(-1).sqrt()
-                    gaps[i].extend(gap.cpu().tolist())
-                    outcomes[i].frames.extend(obs[-3:] for _, obs in reached[row])
-                    outcomes[i].predicted.extend(predicted_latents.cpu())
-                else:
-                    real = np.stack([state for state, _ in reached[row]])
-                    gaps[i].extend(np.atleast_1d(tasks[i].distance(predicted[row, : len(real)], real)).tolist())
-    for outcome, episode_gaps in zip(outcomes, gaps):
-        if episode_gaps:
-            outcome.divergence = float(np.mean(episode_gaps))
-            outcome.max_divergence = float(np.max(episode_gaps))
+        for chunk in chunks:
+            ran = chunk.ran()
+            if not ran.any():
+                continue
+            episodes = np.repeat(chunk.rows, chunk.steps)  # the episode of each executed step, in order
+            latents = model.rollout(chunk.start, chunk.actions)
+            if pixels:
+                predicted = latents[torch.as_tensor(ran, device=latents.device)]
+                seen = torch.as_tensor(chunk.observations[ran], device=latents.device).float()
+                gaps = (predicted - model.encode(seen)).pow(2).mean(-1).sqrt().cpu().numpy()
+                trace.append((episodes, chunk.observations[ran][:, -3:], predicted.cpu()))
+            else:
+                predicted = model.decode(latents).cpu().numpy().astype(np.float64)
+                gaps = envs.distance(predicted, chunk.states)[ran]
+            np.add.at(total, episodes, gaps)
+            np.add.at(count, episodes, 1)
+            np.maximum.at(worst, episodes, gaps)
+    seen_any = count > 0
+    mean = np.where(seen_any, total / np.maximum(count, 1), np.nan)
+    return {"mean": mean, "max": np.where(seen_any, worst, np.nan), "trace": trace}
+
+
+def _keep_pixel_trace(outcomes: list[EpisodeOutcome], start_observations: np.ndarray, goal_obs: np.ndarray,
+                      divergence: dict) -> None:
+    """Pixel models' pictures: each episode's start and goal observation, the frames it saw and
+    the model's prediction of each, in time order."""
+    for i, outcome in enumerate(outcomes):
+        outcome.start_observation, outcome.goal_observation = start_observations[i], goal_obs[i]
+    for episodes, frames, predicted in divergence["trace"]:
+        for k, i in enumerate(episodes):
+            outcomes[i].frames.append(frames[k])
+            outcomes[i].predicted.append(predicted[k])
