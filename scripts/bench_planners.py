@@ -45,12 +45,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grasp.config import CONF_DIR, DEVICES, REPO_ROOT  # noqa: E402
+from grasp.config import COMPILE_MODES, CONF_DIR, DEVICES, PRECISIONS, REPO_ROOT  # noqa: E402
 from grasp.models.base import WorldModel  # noqa: E402
 from grasp.models.mlp import MLPWorldModel  # noqa: E402
 from grasp.models.pixel import PixelWorldModel  # noqa: E402
 from grasp.planners.base import Planner, PlanResult  # noqa: E402
-from grasp.utils import resolve_device  # noqa: E402
+from grasp.utils import AUTOCAST_DTYPES, compile_world_model, resolve_device  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-horizons", nargs=2, type=int, default=[100, 200], metavar=("T_MID", "T_LONG"),
                    help="horizons the PASS/FAIL targets are checked at")
     p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)}")
+    p.add_argument("--compile", default=None, choices=COMPILE_MODES,
+                   help="torch.compile the models' step in this mode (the run's `compile` knob)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="autocast of the planners' optimisation (the run's `precision` knob; fp16 needs CUDA)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     p.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run of seconds")
@@ -180,6 +184,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--device {args.device!r}: allowed {', '.join(DEVICES)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available (use auto or cpu)")
+    if args.precision == "fp16" and resolve_device(args.device).type != "cuda":
+        parser.error("--precision fp16 needs CUDA (use fp32 or bf16)")
     for key, low in (("iterations", 1), ("repeats", 1), ("threshold_iters", 1), ("threshold_iters_sampling", 1),
                      ("eval_every", 1), ("chunk_size", 0), ("state_dim", 1), ("action_dim", 1),
                      ("hidden_dim", 1)):
@@ -207,7 +213,10 @@ def build_model(kind: str, args: argparse.Namespace, device: torch.device) -> Wo
         model = PixelWorldModel(args.state_dim, args.action_dim, latent_dim=args.state_dim, frame_size=16,
                                 hidden_dim=args.hidden_dim, **depth)
     tame_dynamics(model, args.residual_scale, args.action_gain)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if args.compile:
+        compile_world_model(model, args.compile)
+    return model
 
 
 @torch.no_grad()
@@ -275,8 +284,10 @@ def variant_node(variant: Variant, horizon: int, samples: int | None = None, syn
     return node
 
 
-def make_planner(node: DictConfig, model: WorldModel, **knobs: Any) -> Planner:
-    return hydra.utils.instantiate(node, world_model=model, action_low=-1.0, action_high=1.0, **knobs)
+def make_planner(node: DictConfig, model: WorldModel, precision: str = "fp32", **knobs: Any) -> Planner:
+    planner = hydra.utils.instantiate(node, world_model=model, action_low=-1.0, action_high=1.0, **knobs)
+    planner.autocast_dtype = AUTOCAST_DTYPES[precision]
+    return planner
 
 
 def is_sampling(node: DictConfig) -> bool:
@@ -467,10 +478,10 @@ def measure(case: Case, model: WorldModel, args: argparse.Namespace, device: tor
     node = variant_node(case.variant, case.horizon, args.samples, args.sync_every)
     period = sync_period(node)
     k = period or args.iterations  # with a sync, whole sync periods, so the difference holds one sync
-    short, long = make_planner(node, model, iterations=k), make_planner(node, model, iterations=2 * k)
+    short, long = (make_planner(node, model, args.precision, iterations=n) for n in (k, 2 * k))
     sec_per_iter, how, total_short = time_per_iteration(short, long, problem, args.repeats, args.seed)
     # memory: --iterations iterations and, with a sync, one sync (its serial graph can set the peak)
-    probe = make_planner(node, model, iterations=args.iterations,
+    probe = make_planner(node, model, args.precision, iterations=args.iterations,
                          **({"sync_every": min(period, args.iterations)} if period else {}))
     act = activation_bytes(probe, problem, args.seed)
     peak, mem_method = peak_bytes(probe, problem, args.seed)
@@ -480,10 +491,10 @@ def measure(case: Case, model: WorldModel, args: argparse.Namespace, device: tor
         knobs["eval_every"] = args.eval_every
     if is_sampling(node):  # samplers stop on their best sample: return it, so the plan meets the threshold
         knobs["return_best"] = True
-    seconds, iters, reached, final = time_to_threshold(make_planner(node, model, **knobs), problem, args.seed)
+    seconds, iters, reached, final = time_to_threshold(make_planner(node, model, args.precision, **knobs), problem, args.seed)
     return {
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "model": case.model, "planner": case.variant.label, "config": case.variant.config,
+        "compile": args.compile or "off", "precision": args.precision, "model": case.model, "planner": case.variant.label, "config": case.variant.config,
         "chunked": case.variant.chunk_size is not None, "chunk_size": case.variant.chunk_size,
         "horizon": case.horizon, "batch": case.batch, "samples": node.get("samples"),
         "iters_short": k, "iters_long": 2 * k, "sec_per_iter": sec_per_iter, "timing": how,
@@ -653,7 +664,8 @@ def report(frame: pd.DataFrame, targets: list[str], argv: Sequence[str]) -> str:
     return "\n".join([
         "# Planner benchmark", "",
         f"`{' '.join(['python scripts/bench_planners.py', *argv])}`", "",
-        f"device {head['device']}, {head['threads']} CPU threads, torch {head['torch']}.", "",
+        f"device {head['device']}, {head['threads']} CPU threads, torch {head['torch']}, "
+        f"compile {head.get('compile', 'off')}, precision {head.get('precision', 'fp32')}.", "",
         "## Ratios (same run)", "",
         table.to_markdown(index=False, floatfmt=".3g"), "",
         "## Targets", "",
