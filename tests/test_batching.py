@@ -16,6 +16,11 @@ from grasp.planners.mpc import run_mpc
 from grasp.planners.noise import NoiseStreams
 from test_planners import make_planner
 
+#: how close a problem's plan alone and in a batch must be: float32 kernels for one row and for many
+#: sum in other orders (1e-5 was exceeded by 2e-7 on one CPU); a row coupled to the others by a shared
+#: noise stream moves by far more (checked below)
+BATCH_ATOL = 5e-5
+
 #: planner configs with every random draw switched off
 DETERMINISTIC = {
     "grasp": dict(sigma_init=0.0, sigma_final=0.0, init_noise=0.0, sync="gd", sync_every=10),
@@ -40,7 +45,7 @@ def test_a_batch_plans_each_problem_as_if_alone(name):
     together = planner.plan(start, goal)
     for b in range(5):
         alone = planner.plan(start[b : b + 1], goal[b : b + 1])
-        torch.testing.assert_close(alone.actions[0], together.actions[b], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.actions[0], together.actions[b], atol=BATCH_ATOL, rtol=0)
         torch.testing.assert_close(alone.info["final_cost"][0], together.info["final_cost"][b], atol=1e-6, rtol=1e-5)
 
 
@@ -64,14 +69,14 @@ def test_with_per_problem_streams_random_planners_plan_each_problem_as_if_alone(
     together = planner.plan(start, goal, generator=NoiseStreams.from_seeds(keys))
     for b in (0, 3):
         alone = planner.plan(start[b : b + 1], goal[b : b + 1], generator=NoiseStreams.from_seeds(keys[b : b + 1]))
-        torch.testing.assert_close(alone.actions[0], together.actions[b], atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.actions[0], together.actions[b], atol=BATCH_ATOL, rtol=0)
     # a shared stream does couple the rows: the same problem alone gets other draws
     shared = planner.plan(start[3:], goal[3:], generator=torch.Generator().manual_seed(0))
     first = planner.plan(start, goal, generator=torch.Generator().manual_seed(0))
-    assert not torch.allclose(shared.actions[0], first.actions[3], atol=1e-5)
+    assert not torch.allclose(shared.actions[0], first.actions[3], atol=BATCH_ATOL)
     # and another key gives another plan
     other = planner.plan(start[:1], goal[:1], generator=NoiseStreams.from_seeds([12]))
-    assert not torch.allclose(other.actions[0], together.actions[0], atol=1e-5)
+    assert not torch.allclose(other.actions[0], together.actions[0], atol=BATCH_ATOL)
 
 
 def test_noise_streams_are_standard_normal_and_independent_of_the_batch():
@@ -122,7 +127,7 @@ def test_finished_episodes_leave_the_others_plans_unchanged(name, knobs):
             task.close()
     assert three[0].steps < three[1].steps, "episode 0 finished first and was masked out"
     for masked, alone in zip(three[1:], two):
-        np.testing.assert_allclose(np.stack(masked.actions), np.stack(alone.actions), atol=1e-5)
+        np.testing.assert_allclose(np.stack(masked.actions), np.stack(alone.actions), atol=BATCH_ATOL)
         assert masked.final_distance == pytest.approx(alone.final_distance, abs=1e-6)
 
 
