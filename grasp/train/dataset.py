@@ -68,10 +68,37 @@ class TrajectoryDataset:
 
     @classmethod
     def load(cls, path: str | Path) -> "TrajectoryDataset":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            frames = data["frames"] if "frames" in data.files else None
-            return cls(states=data["states"], actions=data["actions"], meta=meta, frames=frames)
+        """Read a dataset file; a truncated, foreign or inconsistent file is one ValueError naming it."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [key for key in ("meta", "states", "actions") if key not in data.files]
+                if missing:
+                    raise ValueError(f"it lacks the arrays {missing}")
+                meta = json.loads(str(data["meta"]))
+                frames = data["frames"] if "frames" in data.files else None
+                dataset = cls(states=data["states"], actions=data["actions"], meta=meta, frames=frames)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # zipfile, numpy and json raise many kinds for a truncated or foreign file
+            raise ValueError(f"dataset {path} could not be read as a grasp dataset ({exc}); "
+                             "delete it to recollect") from exc
+        dataset.check_shapes(path)
+        return dataset
+
+    def check_shapes(self, path: str | Path) -> None:
+        """states (N, L+1, D), actions (N, L, A), frames (N, L+1, 3, S, S), finite states and actions."""
+        n = len(self.states)
+        ok = (self.states.ndim == 3 and self.actions.ndim == 3 and len(self.actions) == n
+              and self.states.shape[1] == self.actions.shape[1] + 1)
+        if self.frames is not None:
+            ok = ok and self.frames.ndim == 5 and self.frames.shape[:2] == self.states.shape[:2]
+        if not ok:
+            shapes = {"states": self.states.shape, "actions": self.actions.shape,
+                      "frames": None if self.frames is None else self.frames.shape}
+            raise ValueError(f"dataset {path} has inconsistent arrays {shapes}: expected states (N, L+1, D), "
+                             "actions (N, L, A) and frames (N, L+1, 3, S, S); delete it to recollect")
+        if not (np.isfinite(self.states).all() and np.isfinite(self.actions).all()):
+            raise ValueError(f"dataset {path} holds NaN or Inf states or actions; delete it to recollect")
 
 
 def exploration_actions(
