@@ -21,12 +21,18 @@ GOAL_SOURCES = ("random", "rollout")
 NOISE_STREAMS = ("shared", "per_episode")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: train.nonfinite: what a NaN/Inf loss or gradient does to training
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 def register_resolvers() -> None:
-    """Idempotent: Hydra's main and the tests' compose both call it before composing."""
+    """Idempotent: Hydra's main and the tests' compose both call it before composing; it also
+    registers the typed schema (grasp.schema) that conf/config.yaml builds on."""
     if not OmegaConf.has_resolver("grasp_root"):
         OmegaConf.register_new_resolver("grasp_root", lambda: str(REPO_ROOT))
+    from grasp.schema import register
+
+    register()
 
 
 register_resolvers()
@@ -49,7 +55,11 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Cheap checks of the run-level keys, done before any collection or training."""
+    """Cheap checks of the run-level keys and of the sections shaped by their _target_ (their
+    keys and types, grasp.schema), done before any collection or training."""
+    from grasp.schema import check_sections
+
+    check_sections(cfg)
     stages = list(cfg.stages)
     _require(len(stages) > 0 and all(s in STAGES for s in stages), "stages", f"a non-empty subset of {list(STAGES)}", stages)
     _require(stages == [s for s in STAGES if s in stages], "stages", f"in the order {list(STAGES)}", stages)
@@ -67,7 +77,7 @@ def validate(cfg: DictConfig) -> None:
     _require(0.0 <= cfg.data.correlation < 1.0, "data.correlation", "a number in [0, 1)", cfg.data.correlation)
     _require(0.0 < cfg.data.val_fraction < 1.0, "data.val_fraction", "a number in (0, 1)", cfg.data.val_fraction)
     for key in ("data.episodes", "data.episode_len", "train.steps", "train.batch_size", "train.eval_every",
-                "train.rollout_len", "eval.episodes", "eval.max_steps", "eval.replan_every"):
+                "train.rollout_len", "eval.episodes", "eval.batch_size", "eval.max_steps", "eval.replan_every"):
         value = OmegaConf.select(cfg, key)
         _require(isinstance(value, int) and value >= 1, key, "an integer >= 1", value)
     _require(cfg.data.episodes * cfg.data.val_fraction >= 1, "data.val_fraction",
@@ -76,6 +86,8 @@ def validate(cfg: DictConfig) -> None:
              f"at most data.episode_len ({cfg.data.episode_len})", cfg.train.rollout_len)
     every = cfg.train.get("checkpoint_every", 0)
     _require(isinstance(every, int) and every >= 0, "train.checkpoint_every", "an integer >= 0 (0 = never)", every)
+    nonfinite = cfg.train.get("nonfinite", "stop")
+    _require(nonfinite in NONFINITE_POLICIES, "train.nonfinite", f"one of {list(NONFINITE_POLICIES)}", nonfinite)
     pictures = cfg.eval.get("pictures", 0)
     _require(isinstance(pictures, int) and pictures >= 0, "eval.pictures", "an integer >= 0", pictures)
     plan_curves = cfg.eval.get("plan_curves", 0)

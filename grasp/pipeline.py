@@ -15,15 +15,17 @@ import pandas as pd
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from grasp.config import ConfigError, config_hash, validate
 from grasp.envs.base import Task
-from grasp.eval.metrics import RESULT_COLUMNS, summarize, to_markdown, tuning_objective
+from grasp.eval.journal import JOURNAL_NAME, EpisodeJournal
+from grasp.eval.metrics import RESULT_COLUMNS, to_markdown, tuning_objective, write_results
 from grasp.eval.pictures import episode_pictures, training_curves
 from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.loggers import WandbRun, flat_config
 from grasp.planners.base import Planner
-from grasp.planners.mpc import PixelObserver, run_mpc
+from grasp.planners.mpc import EpisodeOutcome, PixelObserver, run_mpc
 from grasp.train.dataset import FRAME_STYLE, load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
 from grasp.utils import (AUTOCAST_DTYPES, Stopwatch, atomic_path, compile_world_model, derive_seed, resolve_device,
@@ -126,8 +128,9 @@ def data_key(cfg: DictConfig) -> str:
     return config_hash(cfg.env, task_version(cfg), cfg.data, *frames)
 
 
-#: train keys that change how training is saved, not what it produces
-_TRAIN_KEYS_NOT_HASHED = ("checkpoint_every",)
+#: train keys that change how training is saved or fails, not what a finished training produces
+#: (nonfinite=skip and stop give the same model whenever stop would have finished)
+_TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite")
 
 
 def model_key(cfg: DictConfig) -> str:
@@ -150,6 +153,14 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     # Fail on bad model or planner knobs or a bad protocol file now, before minutes of collection and training.
     protocol = evaluation_protocol(cfg, task) if "evaluate" in cfg.stages else None
     build_planner(cfg, instantiate_checked(cfg.world_model, "world_model", state_dim=dims[0], action_dim=dims[1]), task)
+    finished = finished_evaluation(cfg, output_dir)
+    if finished is not None:  # a finished job of a rerun sweep: nothing to collect, train or plan
+        log.info("resume: %s already holds all %d episodes of this config; not running them again",
+                 output_dir / JOURNAL_NAME, len(finished))
+        print(f"\n{to_markdown(write_results(finished, output_dir))}\n(resumed: {output_dir / 'results.csv'})\n",
+              flush=True)
+        task.close()
+        return finished
 
     wandb_run = WandbRun(cfg.logger.wandb, output_dir, name=f"{variant_name(cfg)}-H{cfg.horizon}-{cfg.seed}",
                          config=wandb_config(cfg), tags=wandb_tags(cfg, task), job_type=name,
@@ -281,64 +292,137 @@ def run_objective(cfg: DictConfig, results: pd.DataFrame) -> float:
     return tuning_objective(results, float(cfg.eval.get("objective_time_weight", 0.0)))
 
 
-def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
-             wandb_run: WandbRun, protocol: Protocol | None = None,
-             model_metrics: dict[str, float] | None = None, watch: Stopwatch | None = None) -> pd.DataFrame:
-    watch = Stopwatch() if watch is None else watch
+#: run-level keys that never change a result row (where things go, how they are shown)
+_KEYS_NOT_IN_RESULTS = ("progress", "logger", "paths", "resume", "stages", "hydra")
+#: eval keys that only choose what else is logged
+_EVAL_KEYS_NOT_IN_RESULTS = ("pictures", "plan_curves", "objective_time_weight")
+
+
+def evaluation_key(cfg: DictConfig) -> str:
+    """Hash of everything that decides an evaluation's result rows (the resolved config less
+    _KEYS_NOT_IN_RESULTS, plus the planner and variant names the rows carry): a journal is only
+    resumed under the same key."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in _KEYS_NOT_IN_RESULTS:
+        plain.pop(key, None)
+    for key in _EVAL_KEYS_NOT_IN_RESULTS:
+        plain["eval"].pop(key, None)
+    plain["train"] = {k: v for k, v in plain["train"].items() if k not in _TRAIN_KEYS_NOT_HASHED}
+    return config_hash(plain, planner_name(cfg), variant_name(cfg))
+
+
+def _journal(cfg: DictConfig, output_dir: Path) -> EpisodeJournal:
+    return EpisodeJournal(Path(output_dir) / JOURNAL_NAME, evaluation_key(cfg), int(cfg.eval.episodes))
+
+
+def finished_evaluation(cfg: DictConfig, output_dir: Path) -> pd.DataFrame | None:
+    """With resume=true, the results of a run dir whose journal holds every episode of this
+    config (a sweep's finished job, rerun): nothing needs to run. None otherwise."""
+    if not cfg.get("resume", False) or "evaluate" not in cfg.stages:
+        return None
+    rows = _journal(cfg, output_dir).read()
     episodes = int(cfg.eval.episodes)
-    protocol = evaluation_protocol(cfg, task) if protocol is None else protocol
-    starts, goals, seeds = protocol.starts, protocol.goals, protocol.episode_seeds
-    tasks = [task] + [hydra.utils.instantiate(cfg.env) for _ in range(episodes - 1)]
-    if cfg.get("compile", False):
-        compile_world_model(model, cfg.compile)
-    planner = build_planner(cfg, model, task)
-    generator = torch.Generator(device=device).manual_seed(derive_seed(int(cfg.seed), 1))
-    log.info("evaluate: %s on %s, %d episodes, horizon %d, %s", name, task.name, episodes, planner.horizon,
-             "open loop" if cfg.eval.open_loop else f"MPC replanning every {cfg.eval.replan_every}")
-    started = time.perf_counter()
+    if len(rows) < episodes:
+        return None
+    return pd.DataFrame([rows[i] for i in range(episodes)], columns=RESULT_COLUMNS)
+
+
+def result_row(cfg: DictConfig, task: Task, planner: Planner, name: str, episode: int, episode_seed: int,
+               outcome: EpisodeOutcome, model_metrics: dict[str, float]) -> dict[str, Any]:
+    return {
+        "exp_name": cfg.exp_name, "planner": name, "variant": variant_name(cfg), "env": task.name,
+        "horizon": planner.horizon, "horizon_env_steps": planner.horizon * task.env_steps_per_model_step,
+        "seed": int(cfg.seed), "episode": episode, "episode_seed": episode_seed, "open_loop": bool(cfg.eval.open_loop),
+        "success": bool(outcome.success), "steps": outcome.steps, "final_distance": outcome.final_distance,
+        "plan_time": outcome.plan_time, "plan_calls": outcome.plan_calls,
+        "time_to_success": outcome.time_to_success,
+        # planner diagnostics: mean iterations per plan() call; the model's rollout cost of the last plan
+        "plan_iterations": float(np.mean(outcome.iterations)) if outcome.iterations else float("nan"),
+        "model_final_cost": outcome.final_cost[-1] if outcome.final_cost else float("nan"),
+        "plan_time_per_step": outcome.plan_time / max(outcome.steps, 1),
+        "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
+        "nonfinite_plans": outcome.nonfinite_plans,
+        **_model_quality(model_metrics),
+    }
+
+
+def batch_seed(seed: int, first_episode: int) -> int:
+    """The planner noise seed of the batch of episodes starting at `first_episode`: batches do not
+    share draws, so a resumed evaluation replans a batch exactly as the interrupted run did."""
+    return derive_seed(seed, 1) if first_episode == 0 else derive_seed(seed, 1, first_episode)
+
+
+def _evaluate_batch(cfg: DictConfig, task: Task, planner: Planner, protocol: Protocol, episodes: range,
+                    device: torch.device, watch: Stopwatch) -> list[EpisodeOutcome]:
+    """MPC on one batch of episodes: their simulators side by side, one planner call per step."""
+    index = list(episodes)
+    tasks = [task] + [hydra.utils.instantiate(cfg.env) for _ in index[1:]]
+    generator = torch.Generator(device=device).manual_seed(batch_seed(int(cfg.seed), index[0]))
+    seeds = [protocol.episode_seeds[i] for i in index]
     try:
         observer = PixelObserver(cfg.world_model.frame_size, cfg.world_model.history) if observes_pixels(cfg) else None
-        outcomes = run_mpc(tasks, planner, starts, goals, max_steps=int(cfg.eval.max_steps),
-                           replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
-                           generator=generator, progress=cfg.progress, observer=observer, stopwatch=watch,
-                           noise_keys=seeds if cfg.eval.get("noise_streams", "shared") == "per_episode" else None)
+        return run_mpc(tasks, planner, protocol.starts[index], protocol.goals[index], max_steps=int(cfg.eval.max_steps),
+                       replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
+                       generator=generator, progress=cfg.progress, observer=observer, stopwatch=watch,
+                       noise_keys=seeds if cfg.eval.get("noise_streams", "shared") == "per_episode" else None)
     finally:
         for extra in tasks[1:]:
             extra.close()
+
+
+def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device, output_dir: Path,
+             wandb_run: WandbRun, protocol: Protocol | None = None,
+             model_metrics: dict[str, float] | None = None, watch: Stopwatch | None = None) -> pd.DataFrame:
+    """Closed-loop evaluation in batches of eval.batch_size episodes. Each finished batch's rows go
+    to the journal at once; with resume=true the batches already there are not run again."""
+    watch = Stopwatch() if watch is None else watch
+    episodes, batch = int(cfg.eval.episodes), int(cfg.eval.get("batch_size", cfg.eval.episodes))
+    protocol = evaluation_protocol(cfg, task) if protocol is None else protocol
+    journal = _journal(cfg, output_dir)
+    done = journal.start(resume=bool(cfg.get("resume", False)))
+    if cfg.get("compile", False):
+        compile_world_model(model, cfg.compile)
+    planner = build_planner(cfg, model, task)
+    log.info("evaluate: %s on %s, %d episodes in batches of %d, horizon %d, %s", name, task.name, episodes,
+             min(batch, episodes), planner.horizon,
+             "open loop" if cfg.eval.open_loop else f"MPC replanning every {cfg.eval.replan_every}")
+    started = time.perf_counter()
+    shown: list[EpisodeOutcome] = []  # the first batch's outcomes, when it ran here: plan curves and pictures
+    bar = tqdm(total=episodes, initial=len(done), desc="evaluate", unit="episode", disable=not cfg.progress,
+               mininterval=1.0)
+    for first in range(0, episodes, batch):
+        index = range(first, min(first + batch, episodes))
+        if all(i in done for i in index):
+            continue
+        outcomes = _evaluate_batch(cfg, task, planner, protocol, index, device, watch)
+        rows = [result_row(cfg, task, planner, name, i, protocol.episode_seeds[i], outcome, model_metrics or {})
+                for i, outcome in zip(index, outcomes)]
+        with watch("logging"):
+            new = [row for row in rows if row["episode"] not in done]  # rows of a torn batch stay as first written
+            journal.append(new)
+            done.update((row["episode"], row) for row in new)
+        for row in new:
+            if row["nonfinite_plans"]:
+                log.warning("evaluate: episode %d: %d plan(s) hit NaN/Inf in the model or the planner's loss; the "
+                            "best finite plan was used (column nonfinite_plans)", row["episode"], row["nonfinite_plans"])
+        shown = outcomes if first == 0 else shown
+        bar.update(len(new))
+    bar.close()
     elapsed = time.perf_counter() - started
-    rows: list[dict[str, Any]] = []
-    for i, (outcome, ep_seed) in enumerate(zip(outcomes, seeds)):
-        rows.append({
-            "exp_name": cfg.exp_name, "planner": name, "variant": variant_name(cfg), "env": task.name,
-            "horizon": planner.horizon, "horizon_env_steps": planner.horizon * task.env_steps_per_model_step,
-            "seed": int(cfg.seed), "episode": i, "episode_seed": ep_seed, "open_loop": bool(cfg.eval.open_loop),
-            "success": bool(outcome.success), "steps": outcome.steps, "final_distance": outcome.final_distance,
-            "plan_time": outcome.plan_time, "plan_calls": outcome.plan_calls,
-            "time_to_success": outcome.time_to_success,
-            # planner diagnostics: mean iterations per plan() call; the model's rollout cost of the last plan
-            "plan_iterations": float(np.mean(outcome.iterations)) if outcome.iterations else float("nan"),
-            "model_final_cost": outcome.final_cost[-1] if outcome.final_cost else float("nan"),
-            "plan_time_per_step": outcome.plan_time / max(outcome.steps, 1),
-            "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
-            **_model_quality(model_metrics or {}),
-        })
     with watch("logging"):  # results files, W&B, pictures
-        results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-        with atomic_path(output_dir / "results.csv") as tmp:
-            results.to_csv(tmp, index=False)
-        table = summarize(results)
-        (output_dir / "summary.md").write_text(to_markdown(table) + "\n")
+        results = pd.DataFrame([done[i] for i in range(episodes)], columns=RESULT_COLUMNS)
+        table = write_results(results, output_dir)
         print(f"\n{to_markdown(table)}\n(results: {output_dir / 'results.csv'}, {elapsed:.1f} s)\n", flush=True)
 
         wandb_run.define_axis("episode/*", "episode/index")
-        for i, row in enumerate(rows):
+        for i, row in enumerate(results.to_dict("records")):
             wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
                 "success", "steps", "final_distance", "plan_time", "time_to_success", "plan_time_per_step",
                 "model_divergence")}})
         wandb_run.log_table("episodes", results)
-        log_plan_curves(wandb_run, [o.first_plan_info for o in outcomes[: int(cfg.eval.get("plan_curves", 0))]])
+        log_plan_curves(wandb_run, [o.first_plan_info for o in shown[: int(cfg.eval.get("plan_curves", 0))]])
         if observes_pixels(cfg):
-            for i, outcome in enumerate(outcomes[: int(cfg.eval.get("pictures", 0))]):
+            for i, outcome in enumerate(shown[: int(cfg.eval.get("pictures", 0))]):
                 wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}"))
         summary = table.iloc[0].to_dict()
         wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
@@ -347,6 +431,7 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
                            "eval/success_ci95_%": summary["success_ci95_%"],
                            "eval/mean_model_divergence": summary["mean_model_divergence"],
                            "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
+                           "eval/nonfinite_plans": int(results["nonfinite_plans"].sum()),
                            "eval/episodes": episodes, "eval/wall_time_s": elapsed,
                            "eval/objective": run_objective(cfg, results)})
     return results

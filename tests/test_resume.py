@@ -120,3 +120,18 @@ def test_a_killed_run_resumes_at_its_saved_step_in_the_same_wandb_run(tmp_path):
     assert rerun["run"].run_id == run_id
     steps = [row["train/step"] for row in rerun["history"] if "train/step" in row]
     assert steps[0] == step + 250 and steps[-1] == 3000
+
+    # the same command never interrupted, in a root of its own, trains the very same weights
+    alone = tmp_path / "alone"
+    straight = subprocess.run([*command, f"paths.root_dir={alone}", "logger.wandb.mode=disabled",
+                               f"hydra.run.dir={alone}/run"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    (resumed_file,) = checkpoints.glob("*.pt")
+    (straight_file,) = (alone / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt")
+    assert resumed_file.name == straight_file.name, "same config, same cache key"
+    resumed, uninterrupted = (torch.load(p, weights_only=False) for p in (resumed_file, straight_file))
+    for key, value in uninterrupted["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    assert resumed["metrics"] == uninterrupted["metrics"]
+    assert not list(tmp_path.rglob(".*.tmp")), "no half-written file is left behind"

@@ -10,7 +10,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from grasp.eval.metrics import summarize, to_markdown
+from grasp.eval.metrics import to_markdown, write_results
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,7 @@ def aggregate_sweep(sweep_dir: Path) -> pd.DataFrame | None:
     if not files:
         return None
     results = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    results.to_csv(Path(sweep_dir) / "results.csv", index=False)
-    table = summarize(results)
-    (Path(sweep_dir) / "summary.md").write_text(to_markdown(table) + "\n")
-    return table
+    return write_results(results, Path(sweep_dir))
 
 
 class SweepSummary(Callback):

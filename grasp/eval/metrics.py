@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from grasp.utils import atomic_path
 
 RESULT_COLUMNS = [
     "exp_name", "planner", "variant", "env", "horizon", "horizon_env_steps", "seed", "episode", "episode_seed", "open_loop",
     "success", "steps", "final_distance", "plan_time", "plan_calls", "time_to_success",
     "plan_iterations", "model_final_cost", "plan_time_per_step", "model_divergence", "model_max_divergence",
+    "nonfinite_plans",
     "model_val_mse", "model_val_rollout_rmse",
 ]
+#: the wall-clock columns of a results row: every other column is the same run to run on one machine
+TIMING_COLUMNS = ("plan_time", "time_to_success", "plan_time_per_step")
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -82,3 +89,13 @@ def tuning_objective(results: pd.DataFrame, time_weight: float) -> float:
 
 def to_markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".3g")
+
+
+def write_results(results: pd.DataFrame, output_dir: Path) -> pd.DataFrame:
+    """results.csv and summary.md (each written whole or not at all); returns the summary table."""
+    with atomic_path(output_dir / "results.csv") as tmp:
+        results.to_csv(tmp, index=False)
+    table = summarize(results)
+    with atomic_path(output_dir / "summary.md") as tmp:
+        tmp.write_text(to_markdown(table) + "\n")
+    return table

@@ -28,7 +28,7 @@ from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 
 #: 1-D info entries with one value per problem (other 1-D entries are per-iteration curves)
-PROBLEM_KEYS = ("final_cost", "restart_cost_std", "best_restart")
+PROBLEM_KEYS = ("final_cost", "restart_cost_std", "best_restart", "nonfinite")
 
 
 def select_problems(info: dict[str, Any], rows) -> dict[str, Any]:
@@ -104,6 +104,9 @@ class PlanResult:
     actions: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
     states: torch.Tensor | None = None
+    #: (B, T, A) the planner's best plan that the model gave finite values for, where it keeps one:
+    #: what a problem whose returned plan hits NaN/Inf gets before the initial guess is tried
+    fallback: torch.Tensor | None = None
 
     def warm_start(self, executed: int) -> WarmStart:
         """Warm start for the next MPC step after executing the first `executed` actions."""
@@ -193,17 +196,46 @@ class Planner:
             spread = self.restart_noise * sample_normal(actions.shape, generator, self.device)
             spread.view(B, R, *actions.shape[1:])[:, 0] = 0.0  # restart 0 is the plain initial guess
             actions = self.clamp_actions(actions + spread)
+        initial = actions.detach().clone()
         with torch.enable_grad(), frozen_parameters(self.world_model), self._autocast():  # the MPC loop may hold no_grad
             result = self._optimize(state0, goal, actions, states, generator)
         with torch.no_grad():
             actions = self.clamp_actions(result.actions.detach().float())
             cost = self.rollout_cost(state0, actions, goal)
-        result = replace(result, actions=actions)
+            candidates = ([] if result.fallback is None else [self.clamp_actions(result.fallback.detach().float())])
+            actions, cost, nonfinite = self._finite_fallback(result.info, actions, cost, candidates + [initial],
+                                                             state0, goal)
+        result = replace(result, actions=actions, fallback=None)
         result.info["final_cost"] = cost.cpu()
+        result.info["nonfinite"] = nonfinite
         if R > 1:
             result = self._best_restart(result, B, R)
         result.info["plan_time"] = time.perf_counter() - start
         return result
+
+    def _finite_fallback(self, info: dict[str, Any], actions: torch.Tensor, cost: torch.Tensor,
+                         candidates: list[torch.Tensor], state0: torch.Tensor, goal: torch.Tensor,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """NaN/Inf from the model or in the optimisation: a problem whose per-iteration curves, plan
+        or true cost hold one, or that the planner flagged itself (info["nonfinite"]), is flagged
+        (the (N,) bool `nonfinite`, on the CPU). One whose plan or cost is not finite gets the
+        first of `candidates` (the planner's fallback, then the initial guess: the warm start or
+        zeros) whose cost is finite, so MPC always executes a finite plan."""
+        N = actions.shape[0]
+        broken = ~(torch.isfinite(actions).flatten(1).all(1) & torch.isfinite(cost))
+        flagged = broken.cpu() | info.get("nonfinite", torch.zeros(N, dtype=torch.bool))  # planners may flag too
+        for value in info.values():
+            if torch.is_tensor(value) and value.ndim == 2 and value.shape[1] == N and value.is_floating_point():
+                flagged = flagged | ~torch.isfinite(value).all(0)
+        for candidate in candidates:
+            if not bool(broken.any()):
+                break
+            candidate_cost = self.rollout_cost(state0, candidate, goal)
+            use = broken & (torch.isfinite(candidate_cost) | (candidate is candidates[-1]))  # the last one in any case
+            actions = torch.where(use[:, None, None], candidate, actions)
+            cost = torch.where(use, candidate_cost, cost)
+            broken = broken & ~use
+        return actions, cost, flagged
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision of the optimisation (the run's `precision`); the final cost stays fp32."""
@@ -221,10 +253,11 @@ class Planner:
     def _best_restart(result: PlanResult, B: int, R: int) -> PlanResult:
         """Keep each problem's restart with the lowest true rollout cost; report the spread."""
         costs = result.info["final_cost"].view(B, R)
-        best = costs.argmin(dim=1)
+        best = torch.nan_to_num(costs, nan=torch.inf).argmin(dim=1)
         rows = torch.arange(B) * R + best
         info = select_problems(result.info, rows)
-        info.update(restart_costs=costs.T, restart_cost_std=costs.std(dim=1, correction=0), best_restart=best)
+        info.update(restart_costs=costs.T, restart_cost_std=costs.std(dim=1, correction=0), best_restart=best,
+                    nonfinite=result.info["nonfinite"].view(B, R).any(dim=1))
         dev_rows = rows.to(result.actions.device)
         states = None if result.states is None else result.states[dev_rows]
         return PlanResult(result.actions[dev_rows], info, states)

@@ -35,7 +35,7 @@ class GDPlanner(Planner):
     ) -> None:
         super().__init__(world_model, horizon, **base)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
-        self.lr = check_range("lr", lr, 0.0)
+        self.lr = check_range("lr", lr, above=0.0)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
         self.param = ActionParam(check_choice("action_param", action_param, ACTION_PARAMS),
                                  self.action_low, self.action_high)

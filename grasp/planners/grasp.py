@@ -110,8 +110,8 @@ class GraspPlanner(Planner):
         super().__init__(world_model, horizon, **base)
         self.iterations = check_range("iterations", iterations, 1, integer=True)
         self.optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
-        self.lr_states = check_range("lr_states", lr_states, 0.0)
-        self.lr_actions = check_range("lr_actions", lr_actions, 0.0)
+        self.lr_states = check_range("lr_states", lr_states, 0.0)  # 0 holds the virtual states at their init
+        self.lr_actions = check_range("lr_actions", lr_actions, 0.0)  # 0 holds the actions (noise-only studies)
         self.alpha = check_range("alpha", alpha, 0.0, 1.0)
         for key, kind, init_value, final in (("gamma", gamma_schedule, gamma_init, gamma_final),
                                              ("sigma", sigma_schedule, sigma_init, sigma_final),
@@ -127,7 +127,7 @@ class GraspPlanner(Planner):
             raise ValueError(f"planner.sync_every={sync_every} is more than planner.iterations={iterations}: "
                              f"the sync would never run (use sync=none to turn it off)")
         self.sync_steps = check_range("sync_steps", sync_steps, 1, integer=True)
-        self.sync_lr = check_range("sync_lr", sync_lr, 0.0)
+        self.sync_lr = check_range("sync_lr", sync_lr, above=0.0)
         self.sync_samples = check_range("sync_samples", sync_samples, 2, integer=True)
         self.sync_std = check_range("sync_std", sync_std, 0.0)
         self.init = check_choice("init", init, INITS)
@@ -224,6 +224,8 @@ class GraspPlanner(Planner):
                                                    {"params": [free], "lr": self.lr_actions}])
 
         opt = fresh_optimizer()
+        # each problem's last iterate the model gave a finite loss for: what a NaN/Inf falls back to
+        finite_free, finite_states = free.detach().clone(), states.detach().clone()
         keep = self.snapshot_iterations(n)
         snapshots: list[torch.Tensor] = []
         curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
@@ -234,8 +236,13 @@ class GraspPlanner(Planner):
             if k > 0 and k in stage_start:  # curriculum: grow to the next horizon, fresh optimiser
                 grown_states, grown_free = self.grow(state0, goal, states, free, stage_start[k])
                 states, free = grown_states.requires_grad_(True), grown_free.requires_grad_(True)
+                finite_free, finite_states = free.detach().clone(), states.detach().clone()
                 opt = fresh_optimizer()
+            before_step = free.detach().clone()
             dynamics, goal_term = self.accumulate_gradients(state0, states, free, goal, gammas[k], dyn_weights[k])
+            with torch.no_grad():  # the iterate just evaluated is finite for the model: keep it as the fallback
+                ok = (torch.isfinite(dynamics + goal_term) & torch.isfinite(before_step).flatten(1).all(1))[:, None, None]
+                finite_free = torch.where(ok, before_step, finite_free)
             opt.step()
             with torch.no_grad():
                 if sigmas[k] > 0:  # noise on the states only, after the step
@@ -264,6 +271,8 @@ class GraspPlanner(Planner):
                         latest = self.rollout_cost(state0, self.param.to_actions(free), goal)
                 events["rollout_cost"].append(latest)
                 events["rollout_iteration"].append(k)
+            with torch.no_grad():  # virtual states: a warm start for the next MPC call must be finite
+                finite_states = torch.where(torch.isfinite(states).flatten(1).all(1)[:, None, None], states, finite_states)
             curves["time"].append(time.perf_counter() - start)
             if (self.tolerance > 0 and latest is not None and free.shape[1] == self.horizon
                     and bool((latest <= self.tolerance).all())):
@@ -274,7 +283,8 @@ class GraspPlanner(Planner):
         info.update(sigma=torch.tensor(sigmas[:used]), gamma=torch.tensor(gammas[:used]),
                     dynamics_weight=torch.tensor(dyn_weights[:used]), iterations=used)
         info.update(self.snapshot_info(snapshots, keep))  # virtual states, for pictures (a list: T may grow)
-        return PlanResult(self.param.to_actions(free.detach()), info, states.detach())
+        return PlanResult(self.param.to_actions(free.detach()), info, finite_states,
+                          fallback=self.param.to_actions(finite_free))
 
     def run_sync(self, state0, goal, free, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Pull the plan back onto what the model really does: shooting steps on the actions

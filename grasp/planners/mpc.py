@@ -30,6 +30,8 @@ class EpisodeOutcome:
     #: per plan() call: true model rollout cost of the returned plan, and iterations run
     final_cost: list[float] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
+    #: plan() calls whose optimisation hit NaN/Inf (the planner fell back to its best finite plan)
+    nonfinite_plans: int = 0
     #: this episode's slice of the first plan() call's info (per-iteration curves)
     first_plan_info: dict | None = None
     #: model-vs-simulator divergence of the executed plans: task.distance between the state the
@@ -158,7 +160,7 @@ def run_mpc(
     executed = np.zeros((n, budget, planner.action_dim), dtype=np.float32)
     time_to_success = np.full(n, np.nan)
     plan_time = np.zeros(n)
-    calls: list[tuple[np.ndarray, np.ndarray, int]] = []  # per plan() call: rows, final costs, iterations
+    calls: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []  # per call: rows, final costs, iterations, NaN flags
     first_info: dict | None = None  # the first call plans every episode
     warm: WarmStart | None = None  # previous plans of all n episodes, rows of finished ones unused
     chunks: list[ExecutedChunk] = []
@@ -177,7 +179,9 @@ def run_mpc(
             actions = result.actions.detach()
             actions_np = actions.cpu().numpy()
         plan_time[idx] += time.perf_counter() - plan_start
-        calls.append((idx, result.info["final_cost"].numpy(), int(result.info.get("iterations", 0))))
+        nonfinite = result.info.get("nonfinite")
+        calls.append((idx, result.info["final_cost"].numpy(), int(result.info.get("iterations", 0)),
+                      np.zeros(len(idx), dtype=bool) if nonfinite is None else nonfinite.numpy()))
         first_info = result.info if first_info is None else first_info
         shifted = result.warm_start(execute)
         if warm is None:
@@ -221,9 +225,10 @@ def run_mpc(
                                first_plan_info=None if first_info is None else select_problems(first_info, i),
                                actions=list(executed[i, : steps[i]]))
                 for i in range(n)]
-    for rows, costs, iterations in calls:
+    for rows, costs, iterations, nonfinite in calls:
         for row, i in enumerate(rows):
             outcomes[i].plan_calls += 1
+            outcomes[i].nonfinite_plans += int(nonfinite[row])
             outcomes[i].final_cost.append(float(costs[row]))
             outcomes[i].iterations.append(iterations)
     for i, outcome in enumerate(outcomes):

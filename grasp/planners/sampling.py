@@ -84,6 +84,7 @@ class SamplingPlanner(Planner):
         std = torch.full_like(mean, max(self.init_std, self.min_std))
         best, best_cost = mean.clone(), torch.full((N,), math.inf, device=self.device)
         keep: torch.Tensor | None = None
+        seen_nonfinite = torch.zeros(N, dtype=torch.bool, device=self.device)
         curves: dict[str, list] = {"best_cost": [], "mean_cost": [], "std": [], "time": []}
         snapshot_at, snapshots = self.snapshot_iterations(self.iterations), []
         for k in range(self.iterations):
@@ -94,10 +95,13 @@ class SamplingPlanner(Planner):
             if keep is not None:
                 draws = torch.cat([draws[:, : S - keep.shape[1]], keep], dim=1)
             cost = self.score(state0, goal, draws)  # (N, S)
+            broken = ~torch.isfinite(cost)  # samples the model sent to NaN/Inf: never elites, never best
+            seen_nonfinite |= broken.any(dim=1)
+            cost = cost.masked_fill(broken, math.inf)
             low, idx = cost.min(dim=1)
             better = low < best_cost
             best = torch.where(better[:, None, None], draws[torch.arange(N), idx], best)
-            best_cost = torch.minimum(low, best_cost)
+            best_cost = torch.where(better, low, best_cost)  # a NaN cost never replaces the best
             keep = self.carried(draws, cost)
             mean, std = self.refit(draws, cost, mean, std)
             mean, std = self.clamp_actions(mean), std.clamp_min(self.min_std)
@@ -110,7 +114,7 @@ class SamplingPlanner(Planner):
             if self.tolerance > 0 and bool((best_cost <= self.tolerance).all()):
                 break
         info = {key: torch.stack(v).cpu() for key, v in curves.items() if key != "time"}
-        info.update(time=torch.tensor(curves["time"]), iterations=len(curves["time"]))
+        info.update(time=torch.tensor(curves["time"]), iterations=len(curves["time"]), nonfinite=seen_nonfinite.cpu())
         info.update(self.snapshot_info(snapshots, snapshot_at))
         return PlanResult(best if self.return_best else mean, info)
 

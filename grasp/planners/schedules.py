@@ -46,10 +46,13 @@ def check_choice(key: str, value: str, allowed: tuple[str, ...]) -> str:
 
 
 def check_range(key: str, value: float, low: float | None = None, high: float | None = None,
-                integer: bool = False) -> float:
-    """Bounds are inclusive; raises naming the key and the allowed range."""
+                integer: bool = False, above: float | None = None) -> float:
+    """Bounds low and high are inclusive, `above` exclusive (step sizes: > 0); raises naming the
+    key and the allowed range."""
     if integer and (isinstance(value, bool) or int(value) != value):
         raise ValueError(f"planner.{key}={value!r}: must be an integer")
+    if above is not None and (not math.isfinite(float(value)) or value <= above):
+        raise ValueError(f"planner.{key}={value!r}: allowed values are finite numbers > {above}")
     if not math.isfinite(float(value)) or (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high

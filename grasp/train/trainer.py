@@ -13,6 +13,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from grasp.config import NONFINITE_POLICIES
 from grasp.models.base import WorldModel
 from grasp.train.dataset import TrajectoryDataset
 from grasp.utils import atomic_path
@@ -20,6 +21,18 @@ from grasp.utils import atomic_path
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+#: with train.nonfinite=skip, this many non-finite batches in a row stop training all the same
+MAX_SKIPPED_IN_A_ROW = 50
+
+
+class NonFiniteTraining(FloatingPointError):
+    """Training met NaN/Inf; nothing non-finite was saved (the message says what was kept)."""
+
+
+def _gradients_finite(model: torch.nn.Module) -> torch.Tensor:
+    """One device-side flag: every gradient entry finite."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(True)
 
 
 def build_world_model(model_cfg: DictConfig | dict, state_dim: int, action_dim: int) -> WorldModel:
@@ -148,6 +161,18 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
         history, first = saved["history"], saved["step"] + 1
         log.info("train: resuming from step %d of %d (%s)", saved["step"], steps, resume_path)
     checkpoint_every = int(train_cfg.get("checkpoint_every") or 0)
+    policy = str(train_cfg.get("nonfinite", "stop"))
+    if policy not in NONFINITE_POLICIES:
+        raise ValueError(f"train.nonfinite={policy!r}: allowed {list(NONFINITE_POLICIES)}")
+    skipped, in_a_row = (saved or {}).get("skipped", 0), 0
+    last_saved = saved["step"] if saved is not None else None
+
+    def stop(step: int, what: str) -> NonFiniteTraining:
+        kept = (f"the training state of step {last_saved} is kept in {resume_path}" if last_saved is not None
+                else "no training state was saved")
+        return NonFiniteTraining(f"world-model training: {what} at step {step}; {kept} and no checkpoint was written. "
+                                 "Lower train.lr, check the dataset, or set train.nonfinite=skip to skip such batches")
+
     running = history[-1] if history else None
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0,
                initial=first - 1, total=steps)
@@ -156,16 +181,24 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
         loss, parts = model.training_loss(obs, actions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # skip checks every batch (one host sync a step); stop checks at validation and before saving
+        if policy == "skip" and not bool(torch.isfinite(loss) & _gradients_finite(model)):
+            skipped, in_a_row = skipped + 1, in_a_row + 1
+            if in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                raise stop(step, f"{in_a_row} batches in a row gave a NaN/Inf loss or gradient (train.nonfinite=skip)")
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            continue
+        in_a_row = 0
         optimizer.step()
         scheduler.step()
         if step % int(train_cfg.eval_every) == 0 or step == steps:
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(f"world-model training loss became {loss_value} at step {step}; "
-                                         "lower train.lr or check the dataset")
+            if not math.isfinite(loss_value) or not weights_are_finite(model):
+                raise stop(step, f"the loss is {loss_value}" if not math.isfinite(loss_value) else "the weights hold NaN/Inf")
             if calibration is not None:
                 model.calibrate(calibration)
-            metrics = {"train/step": step, "train/loss": loss_value,
+            metrics = {"train/step": step, "train/loss": loss_value, "train/skipped_batches": skipped,
                        **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
                        **validate(model, val_set, int(train_cfg.rollout_len))}
             history.append(metrics)
@@ -174,11 +207,16 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             if log_fn is not None:
                 log_fn(metrics)
         if resume_path is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
+            if not weights_are_finite(model):  # never replace the last good state with a NaN one
+                raise stop(step, "the weights hold NaN/Inf")
             state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "history": history,
-                     **(resume_meta or {})}
+                     "skipped": skipped, **(resume_meta or {})}
             with atomic_path(resume_path) as tmp:
                 torch.save(state, tmp)
+            last_saved = step
+    if not weights_are_finite(model):
+        raise stop(steps, "the weights hold NaN/Inf")
     model.eval()
     return {"history": history, "final": running}
 
@@ -198,6 +236,12 @@ def save_checkpoint(path: Path, model: WorldModel, model_cfg: DictConfig, meta: 
         torch.save(payload, tmp)
 
 
+def weights_are_finite(model: torch.nn.Module) -> bool:
+    """No NaN or Inf in the parameters and no NaN in the buffers (state bounds may be infinite)."""
+    return (all(bool(torch.isfinite(p).all()) for p in model.parameters())
+            and not any(bool(torch.isnan(b).any()) for b in model.buffers() if b.is_floating_point()))
+
+
 def load_checkpoint(path: str | Path, device: torch.device, expect_env: str | None = None,
                     expect_dims: tuple[int, int] | None = None) -> tuple[WorldModel, dict[str, Any]]:
     path = Path(path)
@@ -209,11 +253,17 @@ def load_checkpoint(path: str | Path, device: torch.device, expect_env: str | No
         raise ValueError(f"checkpoint {path} is not a grasp checkpoint of version {CHECKPOINT_VERSION}")
     if expect_env is not None and payload.get("env") != expect_env:
         raise ValueError(f"checkpoint {path} was trained on env {payload.get('env')!r}, this run uses {expect_env!r}")
-    if expect_dims is not None and (payload["state_dim"], payload["action_dim"]) != expect_dims:
+    if expect_dims is not None and (payload.get("state_dim"), payload.get("action_dim")) != expect_dims:
         raise ValueError(f"checkpoint {path} has (state_dim, action_dim) = "
-                         f"{(payload['state_dim'], payload['action_dim'])}, the task needs {expect_dims}")
-    model = build_world_model(payload["model_config"], payload["state_dim"], payload["action_dim"])
-    model.load_state_dict(payload["state_dict"])
+                         f"{(payload.get('state_dim'), payload.get('action_dim'))}, the task needs {expect_dims}")
+    try:
+        model = build_world_model(payload["model_config"], payload["state_dim"], payload["action_dim"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a missing entry, or weights of another shape
+        raise ValueError(f"checkpoint {path} does not hold a world model this code can load ({type(exc).__name__}: "
+                         f"{exc}); retrain it (delete the file) or point `checkpoint` at another") from exc
+    if not weights_are_finite(model):
+        raise ValueError(f"checkpoint {path} holds NaN or Inf weights; retrain it (delete the file)")
     return model.to(device).eval(), payload
 
 
