@@ -16,10 +16,10 @@ from grasp import pipeline
 from grasp.models.analytic import LinearWorldModel
 from grasp.models.mlp import MLPWorldModel
 from grasp.planners.noise import NoiseStreams
-from grasp.train.dataset import collect
 from grasp.train.trainer import NonFiniteTraining, build_world_model, read_resume_state, train_world_model
 from test_batching import BATCH_ATOL
 from test_planners import make_planner
+from test_resume import setting  # noqa: F401  (the tiny wall dataset and training config: 60 steps, saved every 20)
 
 
 class PoisonedIntegrator(LinearWorldModel):
@@ -109,19 +109,6 @@ def test_a_run_whose_model_emits_nan_finishes_and_reports_it(trained_checkpoint,
 
 
 # ---- training -------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def wall_setting():
-    cfg = compose_config(["world_model.hidden_dim=32", "world_model.depth=2"])
-    import hydra
-
-    task = hydra.utils.instantiate(cfg.env)
-    data = collect(task, episodes=20, episode_len=20, policy="colored", correlation=0.8, seed=0, progress=False)
-    task.close()
-    train_cfg = OmegaConf.merge(cfg.train, {"steps": 60, "eval_every": 10, "batch_size": 32, "rollout_len": 5,
-                                            "checkpoint_every": 10})
-    return cfg, data, train_cfg
-
-
 def nan_loss_at(model, steps: set[int]):
     """Make the model's training loss NaN at the given (1-based) training steps."""
     original, calls = model.training_loss, {"n": 0}
@@ -134,8 +121,8 @@ def nan_loss_at(model, steps: set[int]):
     model.training_loss = loss
 
 
-def test_training_stops_on_nan_and_keeps_its_last_good_state(wall_setting, tmp_path):
-    cfg, data, train_cfg = wall_setting
+def test_training_stops_on_nan_and_keeps_its_last_good_state(setting, tmp_path):
+    cfg, data, train_cfg = setting
     model = build_world_model(cfg.world_model, 4, 2)
     nan_loss_at(model, {25})
     state_file = tmp_path / "wm.resume.pt"
@@ -146,8 +133,8 @@ def test_training_stops_on_nan_and_keeps_its_last_good_state(wall_setting, tmp_p
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
 
 
-def test_training_with_nonfinite_skip_drops_the_bad_batches(wall_setting):
-    cfg, data, train_cfg = wall_setting
+def test_training_with_nonfinite_skip_drops_the_bad_batches(setting):
+    cfg, data, train_cfg = setting
     model = build_world_model(cfg.world_model, 4, 2)
     nan_loss_at(model, {25, 26})
     result = train_world_model(model, data, OmegaConf.merge(train_cfg, {"nonfinite": "skip"}), 0.1, progress=False)
