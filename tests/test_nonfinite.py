@@ -51,6 +51,8 @@ def test_a_poisoned_problem_is_flagged_and_gets_a_finite_plan_while_the_others_p
     keys = [3, 4, 5]
     result = poisoned.plan(STARTS, GOALS, generator=NoiseStreams.from_seeds(keys))
     assert torch.isfinite(result.actions).all(), "MPC must never execute a NaN action"
+    if result.states is not None:  # lifted planners' virtual states: the next MPC call's warm start
+        assert torch.isfinite(result.states).all()
     assert result.info["nonfinite"].tolist() == [False, True, False]
     # the poisoned problem falls back to its initial guess (zeros: no warm start)
     assert torch.equal(result.actions[1], torch.zeros(8, 2))

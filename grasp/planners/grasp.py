@@ -224,8 +224,9 @@ class GraspPlanner(Planner):
                                                    {"params": [free], "lr": self.lr_actions}])
 
         opt = fresh_optimizer()
-        # each problem's last iterate the model gave a finite loss for: what a NaN/Inf falls back to
-        finite_free, finite_states = free.detach().clone(), states.detach().clone()
+        # each problem's last iterate the model gave a finite loss for: what a NaN/Inf falls back to;
+        # virtual states that went non-finite restart from their initial guess (a warm start for MPC)
+        finite_free, initial_states = free.detach().clone(), states.detach().clone()
         keep = self.snapshot_iterations(n)
         snapshots: list[torch.Tensor] = []
         curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
@@ -236,7 +237,7 @@ class GraspPlanner(Planner):
             if k > 0 and k in stage_start:  # curriculum: grow to the next horizon, fresh optimiser
                 grown_states, grown_free = self.grow(state0, goal, states, free, stage_start[k])
                 states, free = grown_states.requires_grad_(True), grown_free.requires_grad_(True)
-                finite_free, finite_states = free.detach().clone(), states.detach().clone()
+                finite_free, initial_states = free.detach().clone(), states.detach().clone()
                 opt = fresh_optimizer()
             before_step = free.detach().clone()
             dynamics, goal_term = self.accumulate_gradients(state0, states, free, goal, gammas[k], dyn_weights[k])
@@ -271,8 +272,6 @@ class GraspPlanner(Planner):
                         latest = self.rollout_cost(state0, self.param.to_actions(free), goal)
                 events["rollout_cost"].append(latest)
                 events["rollout_iteration"].append(k)
-            with torch.no_grad():  # virtual states: a warm start for the next MPC call must be finite
-                finite_states = torch.where(torch.isfinite(states).flatten(1).all(1)[:, None, None], states, finite_states)
             curves["time"].append(time.perf_counter() - start)
             if (self.tolerance > 0 and latest is not None and free.shape[1] == self.horizon
                     and bool((latest <= self.tolerance).all())):
@@ -283,8 +282,9 @@ class GraspPlanner(Planner):
         info.update(sigma=torch.tensor(sigmas[:used]), gamma=torch.tensor(gammas[:used]),
                     dynamics_weight=torch.tensor(dyn_weights[:used]), iterations=used)
         info.update(self.snapshot_info(snapshots, keep))  # virtual states, for pictures (a list: T may grow)
-        return PlanResult(self.param.to_actions(free.detach()), info, finite_states,
-                          fallback=self.param.to_actions(finite_free))
+        finite = torch.isfinite(states.detach()).flatten(1).all(1)[:, None, None]
+        states = torch.where(finite, states.detach(), initial_states)
+        return PlanResult(self.param.to_actions(free.detach()), info, states, fallback=self.param.to_actions(finite_free))
 
     def run_sync(self, state0, goal, free, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Pull the plan back onto what the model really does: shooting steps on the actions
