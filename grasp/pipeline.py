@@ -138,21 +138,37 @@ def model_key(cfg: DictConfig) -> str:
     return config_hash(data_key(cfg), cfg.data.val_fraction, cfg.world_model, train)
 
 
+def preflight(cfg: DictConfig, task: Task | None = None) -> Task:
+    """Every check a job makes before it starts working, cheap and free of side effects: the
+    schema and ranges (grasp.config.validate), the device, the env, model and planner
+    constructors' own checks, the data policy and a given protocol file. Returns the task (built
+    here unless given). The runner calls it first, and the sweeper (grasp/sweeper.py) on every
+    job of a sweep before any runs."""
+    validate(cfg)
+    try:
+        resolve_device(cfg.device)
+    except RuntimeError as exc:
+        raise ConfigError(f"config key 'device': {exc}") from exc
+    task = instantiate_checked(cfg.env, "env") if task is None else task
+    data_policy(cfg, task)
+    if "evaluate" in cfg.stages and cfg.eval.protocol is not None:
+        evaluation_protocol(cfg, task)
+    model = instantiate_checked(cfg.world_model, "world_model", state_dim=task.state_dim, action_dim=task.action_dim)
+    build_planner(cfg, model, task)
+    return task
+
+
 def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     """Run the configured stages; return the per-episode results (None without evaluate)."""
     output_dir = Path(output_dir)
     watch = Stopwatch()
     started = time.perf_counter()
-    validate(cfg)
-    device = resolve_device(cfg.device)
     seed_everything(int(cfg.seed))
-    task: Task = instantiate_checked(cfg.env, "env")
+    task = preflight(cfg)  # bad knobs or files fail now, before minutes of collection and training
+    device = resolve_device(cfg.device)
     dims = (task.state_dim, task.action_dim)
     name = planner_name(cfg)
-    data_policy(cfg, task)
-    # Fail on bad model or planner knobs or a bad protocol file now, before minutes of collection and training.
     protocol = evaluation_protocol(cfg, task) if "evaluate" in cfg.stages else None
-    build_planner(cfg, instantiate_checked(cfg.world_model, "world_model", state_dim=dims[0], action_dim=dims[1]), task)
     finished = finished_evaluation(cfg, output_dir)
     if finished is not None:  # a finished job of a rerun sweep: nothing to collect, train or plan
         log.info("resume: %s already holds all %d episodes of this config; not running them again",

@@ -92,6 +92,17 @@ def test_bad_override_fails_before_any_work(tmp_path):
     assert not (tmp_path / "outputs" / "cache").exists(), "nothing was collected or trained"
 
 
+def test_a_bad_value_in_any_job_of_a_sweep_stops_it_before_the_first_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "planner=grasp,cem",
+                    "planner.iterations=25,-1"], cwd=REPO_ROOT)
+    assert proc.returncode != 0
+    # jobs in Hydra's order: iterations (first set by TINY) x planner; job 2 is the first bad one
+    assert "sweep job 2 (planner.iterations=-1 planner=grasp)" in proc.stderr
+    assert "planner.iterations=-1: allowed range is [1, inf]" in proc.stderr
+    assert not (sweep / "0").exists() and not (tmp_path / "outputs" / "cache").exists(), "no job ran"
+
+
 def test_multirun_sweeps_planners_and_aggregates(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "planner=grasp,gd"],

@@ -1,0 +1,1 @@
+"""grasp's Hydra plugins: the preflight sweeper (grasp_sweeper.py)."""
