@@ -96,6 +96,16 @@ def inconsistent_dataset(trained, tmp_path):
     return _cached_dataset(trained, tmp_path, rewrite)
 
 
+def dataset_of_another_version(trained, tmp_path):
+    def rewrite(good, bad):
+        with np.load(good) as data:
+            arrays = dict(data)
+        arrays["meta"] = json.dumps({**json.loads(str(arrays["meta"])), "version": 0, "state_dim": 3})
+        np.savez_compressed(bad, **arrays)
+
+    return _cached_dataset(trained, tmp_path, rewrite)
+
+
 def _protocol_copy(trained, tmp_path, edit: Callable[[dict], None] | None = None, text: str | None = None):
     path = tmp_path / "pairs.json"
     if text is None:
@@ -120,6 +130,13 @@ def short_protocol(trained, tmp_path):
             record[key] = record[key][:1]
 
     return _protocol_copy(trained, tmp_path, one_pair)
+
+
+def protocol_of_other_dims(trained, tmp_path):
+    def three_dims(record):
+        record.update(state_dim=3, starts=[s[:3] for s in record["starts"]], goals=[g[:3] for g in record["goals"]])
+
+    return _protocol_copy(trained, tmp_path, three_dims)
 
 
 def wrong_version_protocol(trained, tmp_path):
@@ -177,11 +194,16 @@ CASES: dict[str, tuple[list[str] | Callable, list[str]]] = {
     "checkpoint of another version": (wrong_version_checkpoint, ["edited.pt", "version"]),
     "checkpoint with NaN weights": (nan_checkpoint, ["edited.pt", "NaN"]),
     "checkpoint weights of another shape": (mismatched_weights_checkpoint, ["edited.pt", "does not hold a world model"]),
+    "no cached dataset, collect skipped": (["stages=[train,evaluate]"], ["no cached dataset at", "'collect' is not in"]),
+    "no cached model, train skipped": (["stages=[evaluate]"], ["no cached world model at", "'train' is not in"]),
+    "dataset of another version": (dataset_of_another_version, [".npz", "version: file has 0, expected 1",
+                                                                "state_dim: file has 3, expected 4"]),
     "truncated dataset": (truncated_dataset, [".npz", "could not be read as a grasp dataset"]),
     "inconsistent dataset": (inconsistent_dataset, [".npz", "inconsistent arrays", "actions (N, L, A)"]),
     "missing protocol": (["eval.protocol=/nonexistent/pairs.json"], ["eval.protocol", "existing protocol file"]),
     "truncated protocol": (truncated_protocol, ["pairs.json", "not a readable protocol"]),
     "protocol of another env": (other_env_protocol, ["pairs.json", "'pusht'", "'wall'"]),
+    "protocol of other dims": (protocol_of_other_dims, ["pairs.json", "state_dim 3", "state_dim 4"]),
     "protocol too short": (short_protocol, ["pairs.json", "holds 1 episodes", "eval.episodes asks for 2"]),
     "protocol of another version": (wrong_version_protocol, ["pairs.json", "version 7"]),
     "journal of another config": (foreign_journal, [JOURNAL_NAME, "another configuration", "resume=false"]),
@@ -207,5 +229,5 @@ def test_bad_input_gives_one_clear_error_before_any_work(case, trained, tmp_path
     missing = [part for part in parts if part not in message]
     assert not missing, f"{case}: the message lacks {missing}:\n{message}"
     assert "Traceback" not in message
-    cache = root / "outputs" / "cache"
-    assert not (cache / "checkpoints").exists() and not (cache / "data").exists(), "no work was done"
+    made = [p for p in (root / "outputs" / "cache").rglob("*") if p.suffix in (".pt", ".npz")]
+    assert not made, f"no data was collected and no model trained: {made}"
