@@ -142,7 +142,7 @@ def preflight(cfg: DictConfig, task: Task | None = None) -> Task:
     """Every check a job makes before it starts working, cheap and free of side effects: the
     schema and ranges (grasp.config.validate), the device, the env, model and planner
     constructors' own checks, the data policy and a given protocol file. Returns the task (built
-    here unless given). The runner calls it first, and the sweeper (grasp/sweeper.py) on every
+    here unless given). The runner calls it first, and the sweeper (hydra_plugins/grasp_sweeper/) on every
     job of a sweep before any runs."""
     validate(cfg)
     try:

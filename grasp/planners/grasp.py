@@ -239,11 +239,10 @@ class GraspPlanner(Planner):
                 states, free = grown_states.requires_grad_(True), grown_free.requires_grad_(True)
                 finite_free, initial_states = free.detach().clone(), states.detach().clone()
                 opt = fresh_optimizer()
-            before_step = free.detach().clone()
             dynamics, goal_term = self.accumulate_gradients(state0, states, free, goal, gammas[k], dyn_weights[k])
-            with torch.no_grad():  # the iterate just evaluated is finite for the model: keep it as the fallback
-                ok = (torch.isfinite(dynamics + goal_term) & torch.isfinite(before_step).flatten(1).all(1))[:, None, None]
-                finite_free = torch.where(ok, before_step, finite_free)
+            with torch.no_grad():  # the iterate just evaluated is finite for the model: keep it (before the step)
+                ok = (torch.isfinite(dynamics + goal_term) & torch.isfinite(free).flatten(1).all(1))[:, None, None]
+                finite_free = torch.where(ok, free, finite_free)  # a new tensor: opt.step() leaves it alone
             opt.step()
             with torch.no_grad():
                 if sigmas[k] > 0:  # noise on the states only, after the step

@@ -101,7 +101,7 @@ class SamplingPlanner(Planner):
             low, idx = cost.min(dim=1)
             better = low < best_cost
             best = torch.where(better[:, None, None], draws[torch.arange(N), idx], best)
-            best_cost = torch.where(better, low, best_cost)  # a NaN cost never replaces the best
+            best_cost = torch.minimum(low, best_cost)
             keep = self.carried(draws, cost)
             mean, std = self.refit(draws, cost, mean, std)
             mean, std = self.clamp_actions(mean), std.clamp_min(self.min_std)

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 
 @dataclass
@@ -42,7 +42,7 @@ class PreflightSweeper(BasicSweeper):
                                                                           sweep_overrides=list(overrides))
                 with open_dict(job):
                     del job["hydra"]
-                key = config_hash(OmegaConf.to_container(job.env, resolve=True))
+                key = config_hash(job.env)
                 try:
                     tasks[key] = pipeline.preflight(job, tasks.get(key))
                 except (ValueError, RuntimeError) as exc:  # ConfigError and the files' errors
