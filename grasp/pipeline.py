@@ -21,12 +21,13 @@ from grasp.config import ConfigError, config_hash, validate
 from grasp.envs.base import Task
 from grasp.eval.journal import JOURNAL_NAME, EpisodeJournal
 from grasp.eval.metrics import RESULT_COLUMNS, to_markdown, tuning_objective, write_results
+from grasp.eval.oracle import fit_state_readout, oracle_key, oracle_success
 from grasp.eval.pictures import episode_pictures, training_curves
 from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.loggers import WandbRun, flat_config
 from grasp.planners.base import Planner
 from grasp.planners.mpc import EpisodeOutcome, PixelObserver, run_mpc
-from grasp.train.dataset import FRAME_STYLE, load_or_collect
+from grasp.train.dataset import FRAME_STYLE, TrajectoryDataset, load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train, read_resume_state, resume_path
 from grasp.utils import (AUTOCAST_DTYPES, Stopwatch, atomic_path, compile_world_model, derive_seed, resolve_device,
                          seed_everything)
@@ -128,9 +129,10 @@ def data_key(cfg: DictConfig) -> str:
     return config_hash(cfg.env, task_version(cfg), cfg.data, *frames)
 
 
-#: train keys that change how training is saved or fails, not what a finished training produces
-#: (nonfinite=skip and stop give the same model whenever stop would have finished)
-_TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite")
+#: train keys that change how training is saved or fails or what is measured after it, not what a
+#: finished training produces (nonfinite=skip and stop give the same model whenever stop would have
+#: finished; oracle horizons missing from a cached model are measured when a run needs them)
+_TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
 
 
 def model_key(cfg: DictConfig) -> str:
@@ -252,18 +254,39 @@ def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_
     if cfg.checkpoint is not None:
         model, payload = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
         log.info("train: using checkpoint %s", cfg.checkpoint)
-        return model, payload.get("metrics") or {}
+        metrics = dict(payload.get("metrics") or {})
+        data_path = payload.get("data_path")
+        if "evaluate" in cfg.stages and oracle_key(cfg.horizon) not in metrics and data_path and Path(data_path).exists():
+            held_out = TrajectoryDataset.load(data_path).split(cfg.data.val_fraction)[1]
+            metrics.update(oracle_success(model, held_out, task.success, [int(cfg.horizon)]))
+        report_model_quality(metrics, task)
+        return model, metrics
     watch = Stopwatch() if watch is None else watch
 
     def dataset():
         with watch("collect"):
             return _dataset(cfg, task)
 
+    def task_metrics(model, train_set, val_set) -> dict[str, float]:
+        return {**fit_state_readout(model, train_set, val_set, seed=int(cfg.train.seed)),
+                **oracle_success(model, val_set, task.success, oracle_horizons(cfg))}
+
     model, info = load_or_train(_checkpoint_path(cfg, task), cfg.world_model, dataset, cfg.train,
                                 cfg.data.val_fraction, task.name, dims, device,
                                 meta={"data_hash": data_key(cfg), "data_path": str(_data_path(cfg, task))},
                                 allow_train="train" in cfg.stages, progress=cfg.progress,
-                                log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id})
+                                log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id},
+                                after_training=task_metrics)
+    info["metrics"] = dict(info.get("metrics") or {})
+    if "evaluate" in cfg.stages and oracle_key(cfg.horizon) not in info["metrics"]:
+        # a model cached before this horizon was asked for: measure it on the same held-out episodes
+        try:
+            held_out = dataset().split(cfg.data.val_fraction)[1]
+        except FileNotFoundError as exc:
+            log.warning("oracle: no held-out episodes to measure oracle success@%d on (%s)", cfg.horizon, exc)
+        else:
+            info["metrics"].update(oracle_success(model, held_out, task.success, [int(cfg.horizon)]))
+    report_model_quality(info["metrics"], task)
     if info.get("metrics"):
         wandb_run.summary({f"world_model/{k}": v for k, v in info["metrics"].items()})
     if info.get("history"):
@@ -272,12 +295,36 @@ def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_
     return model, info.get("metrics") or {}
 
 
-def _model_quality(metrics: dict[str, float]) -> dict[str, float]:
-    """The world model's held-out errors for the results rows: one-step MSE (normalised) and the
-    raw-unit RMSE after the open-loop validation rollout (train.rollout_len steps)."""
+def oracle_horizons(cfg: DictConfig) -> list[int]:
+    """The horizons (model steps) a trained model's oracle success is measured at: train.oracle_horizons,
+    or the run's horizon when that is null."""
+    horizons = cfg.train.get("oracle_horizons")
+    return [int(cfg.horizon)] if horizons is None else sorted({int(h) for h in horizons} | {int(cfg.horizon)})
+
+
+def report_model_quality(metrics: dict[str, float], task: Task) -> None:
+    """Print what limits planning in this model: its held-out errors and its oracle success (the
+    share of held-out trajectories it predicts to within the task's success rule from their real
+    actions: the ceiling of an open-loop planner)."""
+    oracle = {k.split("@")[1]: v for k, v in metrics.items() if k.startswith("val/oracle_success@")}
+    parts = [f"one-step MSE {metrics['val/one_step_mse']:.4g}"] if "val/one_step_mse" in metrics else []
+    parts += [f"oracle success@{h} ({float(h) * task.env_steps_per_model_step:g} env steps) {100 * v:.0f} %"
+              for h, v in sorted(oracle.items(), key=lambda kv: int(kv[0])) if np.isfinite(v)]
+    if "val/state_readout_rmse" in metrics:
+        parts.append(f"state readout RMSE {metrics['val/state_readout_rmse']:.3g}")
+    if parts:
+        print(f"world model: {', '.join(parts)}", flush=True)
+
+
+def _model_quality(metrics: dict[str, float], horizon: int) -> dict[str, float]:
+    """The world model's held-out errors for the results rows: one-step MSE (normalised), the
+    raw-unit RMSE after the open-loop validation rollout (train.rollout_len steps), the oracle
+    success at the row's horizon and a latent model's state readout error."""
     rollout = [v for k, v in metrics.items() if k.startswith("val/rollout") and k.endswith("_rmse_raw")]
     return {"model_val_mse": metrics.get("val/one_step_mse", float("nan")),
-            "model_val_rollout_rmse": rollout[0] if rollout else float("nan")}
+            "model_val_rollout_rmse": rollout[0] if rollout else float("nan"),
+            "model_oracle_success": metrics.get(oracle_key(horizon), float("nan")),
+            "model_readout_rmse": metrics.get("val/state_readout_rmse", float("nan"))}
 
 
 def protocol_key(cfg: DictConfig, policy: str) -> str:
@@ -349,16 +396,18 @@ def result_row(cfg: DictConfig, task: Task, planner: Planner, name: str, episode
         "exp_name": cfg.exp_name, "planner": name, "variant": variant_name(cfg), "env": task.name,
         "horizon": planner.horizon, "horizon_env_steps": planner.horizon * task.env_steps_per_model_step,
         "seed": int(cfg.seed), "episode": episode, "episode_seed": episode_seed, "open_loop": bool(cfg.eval.open_loop),
-        "success": bool(outcome.success), "steps": outcome.steps, "final_distance": outcome.final_distance,
+        "success": bool(outcome.success), "success_any_step": bool(outcome.success_any_step),
+        "model_success": outcome.model_success, "steps": outcome.steps, "final_distance": outcome.final_distance,
+        "model_final_distance": outcome.model_final_distance,
         "plan_time": outcome.plan_time, "plan_calls": outcome.plan_calls,
-        "time_to_success": outcome.time_to_success,
+        "time_to_success": outcome.time_to_success, "time_to_success_any_step": outcome.time_to_success_any_step,
         # planner diagnostics: mean iterations per plan() call; the model's rollout cost of the last plan
         "plan_iterations": float(np.mean(outcome.iterations)) if outcome.iterations else float("nan"),
         "model_final_cost": outcome.final_cost[-1] if outcome.final_cost else float("nan"),
         "plan_time_per_step": outcome.plan_time / max(outcome.steps, 1),
         "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
         "nonfinite_plans": outcome.nonfinite_plans,
-        **_model_quality(model_metrics),
+        **_model_quality(model_metrics, planner.horizon),
     }
 
 
@@ -433,8 +482,8 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
         wandb_run.define_axis("episode/*", "episode/index")
         for i, row in enumerate(results.to_dict("records")):
             wandb_run.log({"episode/index": i, **{f"episode/{k}": row[k] for k in (
-                "success", "steps", "final_distance", "plan_time", "time_to_success", "plan_time_per_step",
-                "model_divergence")}})
+                "success", "success_any_step", "model_success", "steps", "final_distance", "model_final_distance",
+                "plan_time", "time_to_success", "plan_time_per_step", "model_divergence")}})
         wandb_run.log_table("episodes", results)
         log_plan_curves(wandb_run, [o.first_plan_info for o in shown[: int(cfg.eval.get("plan_curves", 0))]])
         if observes_pixels(cfg):
@@ -442,6 +491,9 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
                 wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}"))
         summary = table.iloc[0].to_dict()
         wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
+                           "eval/success_any_step_rate": summary["success_any_step_%"] / 100.0,
+                           "eval/model_success_rate": summary["model_success_%"] / 100.0,
+                           "eval/oracle_success_rate": summary["oracle_success_%"] / 100.0,
                            "eval/median_time_to_success_s": summary["median_time_to_success_s"],
                            "eval/mean_final_distance": summary["mean_final_distance"],
                            "eval/success_ci95_%": summary["success_ci95_%"],

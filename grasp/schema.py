@@ -55,6 +55,7 @@ class TrainConf:
     rollout_len: int = MISSING
     checkpoint_every: int = MISSING
     nonfinite: str = MISSING
+    oracle_horizons: Optional[List[int]] = MISSING
     seed: int = MISSING
 
 

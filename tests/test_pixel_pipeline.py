@@ -62,6 +62,9 @@ def test_pixel_run_end_to_end_with_pictures_in_wandb(tmp_path):
     pixel = pd.read_csv(tmp_path / "pixel" / "results.csv")
     assert len(pixel) == 2 and pixel["model_divergence"].notna().all()
     assert pixel["model_val_mse"].notna().all()
+    # success in the model goes through the latent model's fitted state readout, its error beside it
+    assert pixel["model_success"].isin([0.0, 1.0]).all() and pixel["model_final_distance"].notna().all()
+    assert pixel["model_readout_rmse"].notna().all() and pixel["model_oracle_success"].between(0, 1).all()
     (dataset,) = (tmp_path / "outputs" / "cache" / "data" / "wall").glob("*.npz")
     with np.load(dataset) as data:
         assert data["frames"].shape == (12, 9, 3, 16, 16) and data["frames"].dtype == np.uint8

@@ -136,14 +136,14 @@ class LinearTask(Task):
 
     def __init__(self, model: LinearWorldModel) -> None:
         self.A, self.B = model.A.numpy().astype(np.float64), model.B.numpy().astype(np.float64)
-        self.state_dim, self.action_dim = self.B.shape
+        self.state_dim, self.env_action_dim = self.B.shape
         self.state = np.zeros(self.state_dim)
 
     def reset(self, state):
         self.state = np.asarray(state, dtype=np.float64).copy()
         return self.state.copy()
 
-    def step(self, action):
+    def env_step(self, action):
         self.state = self.A @ self.state + self.B @ np.clip(action, -1, 1)
         return self.state.copy()
 

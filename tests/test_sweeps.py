@@ -46,7 +46,9 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path):
                             text=True, timeout=120)
     assert tables.returncode == 0, tables.stderr
     layout = pd.read_csv(sweep / "tables" / "table.csv")
-    assert list(layout.columns) == ["env", "H (env steps)", "cem", "grasp"] and list(layout["H (env steps)"]) == [6]
+    assert list(layout.columns) == ["env", "H (env steps)", "oracle %", "cem", "cem any-step %", "cem model %",
+                                    "grasp", "grasp any-step %", "grasp model %"]
+    assert list(layout["H (env steps)"]) == [6]
 
 
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):

@@ -31,12 +31,14 @@ class DMCTask(Task):
     target_geom = "target"
     camera = "fixed"
 
-    def __init__(self, frame_skip: int, success_threshold: float, min_goal_distance: float) -> None:
+    def __init__(self, frame_skip: int, success_threshold: float, min_goal_distance: float,
+                 action_chunk: int = 1) -> None:
         if int(frame_skip) != frame_skip or frame_skip < 1:
             raise ValueError(f"env.frame_skip={frame_skip} must be an integer >= 1")
         if not success_threshold > 0:
             raise ValueError(f"env.success_threshold={success_threshold} must be > 0")
         self.frame_skip = int(frame_skip)
+        self.set_action_chunk(action_chunk)
         self.success_threshold = float(success_threshold)
         self.physics = Physics.from_xml_string(*self.suite_module.get_model_and_assets())
         model = self.physics.model
@@ -65,11 +67,11 @@ class DMCTask(Task):
         """An upper bound on distance(a, b) over valid states (for the min_goal_distance check)."""
 
     @property
-    def action_low(self) -> np.ndarray:
+    def env_action_low(self) -> np.ndarray:
         return self.physics.model.actuator_ctrlrange[:, 0].copy()
 
     @property
-    def action_high(self) -> np.ndarray:
+    def env_action_high(self) -> np.ndarray:
         return self.physics.model.actuator_ctrlrange[:, 1].copy()
 
     # ---- simulation ----------------------------------------------------------------------
@@ -85,8 +87,9 @@ class DMCTask(Task):
             self.physics.data.qvel[:] = state[self._nq:self._nq + self._nv]
         return self.get_state()
 
-    def step(self, action: np.ndarray) -> np.ndarray:
-        self.physics.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), self.action_low, self.action_high)
+    def env_step(self, action: np.ndarray) -> np.ndarray:
+        self.physics.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), self.env_action_low,
+                                            self.env_action_high)
         # dm_control's step leaves positions (hence geom positions) in sync with the new qpos.
         self.physics.step(self.frame_skip)
         return self.get_state()
@@ -127,13 +130,13 @@ class PointMassTask(DMCTask):
     name = "point_mass"
     suite_module = suite_point_mass
     state_dim = 4
-    action_dim = 2
+    env_action_dim = 2
     goal_dims = (0, 1)
 
     def __init__(self, frame_skip: int = 10, success_threshold: float = 0.015, min_goal_distance: float = 0.15,
-                 margin: float = 0.02) -> None:
+                 margin: float = 0.02, action_chunk: int = 1) -> None:
         self.margin = float(margin)
-        super().__init__(frame_skip, success_threshold, min_goal_distance)
+        super().__init__(frame_skip, success_threshold, min_goal_distance, action_chunk)
 
     def _read_model(self) -> None:
         limit = float(self.physics.model.jnt_range[:, 1].min())  # the slide joints' range, 0.29 m
@@ -164,12 +167,12 @@ class ReacherTask(DMCTask):
     name = "reacher"
     suite_module = suite_reacher
     state_dim = 6
-    action_dim = 2
+    env_action_dim = 2
     goal_dims = (4, 5)
 
     def __init__(self, frame_skip: int = 2, success_threshold: float = 0.06,
-                 min_goal_distance: float = 0.1) -> None:
-        super().__init__(frame_skip, success_threshold, min_goal_distance)
+                 min_goal_distance: float = 0.1, action_chunk: int = 1) -> None:
+        super().__init__(frame_skip, success_threshold, min_goal_distance, action_chunk)
 
     def _read_model(self) -> None:
         """Shoulder position, link lengths and wrist range (for fingertip() and sampling)."""

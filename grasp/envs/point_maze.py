@@ -40,11 +40,12 @@ class PointMazeTask(PlanarPointState, Task):
     """State [x, y, vx, vy]; actions are forces in [-1, 1]^2 (gear 100 on a 4.19 kg ball)."""
 
     state_dim = 4
-    action_dim = 2
+    env_action_dim = 2
     goal_dims = (0, 1)
 
     def __init__(self, maze: str = "umaze", frame_skip: int = 5, success_threshold: float = GYM_GOAL_RADIUS,
-                 min_goal_distance: float = 1.0, cell_noise: float = 0.25, max_speed: float = 5.0) -> None:
+                 min_goal_distance: float = 1.0, cell_noise: float = 0.25, max_speed: float = 5.0,
+                 action_chunk: int = 1) -> None:
         if maze not in MAZES:
             raise ValueError(f"env.maze={maze!r}: allowed values are {', '.join(MAZES)}")
         if int(frame_skip) != frame_skip or frame_skip < 1:
@@ -56,6 +57,7 @@ class PointMazeTask(PlanarPointState, Task):
         self.maze = maze
         self.name = f"point_maze_{maze}"
         self.frame_skip = int(frame_skip)
+        self.set_action_chunk(action_chunk)
         self.success_threshold = float(success_threshold)
         self.min_goal_distance = float(min_goal_distance)
         self.cell_noise = float(cell_noise)
@@ -97,7 +99,7 @@ class PointMazeTask(PlanarPointState, Task):
         self._camera.elevation = -90.0
 
     # ---- simulation ----------------------------------------------------------------------
-    def step(self, action: np.ndarray) -> np.ndarray:
+    def env_step(self, action: np.ndarray) -> np.ndarray:
         self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         for _ in range(self.frame_skip):
             # the gym env's velocity limit, applied before each of its (one MuJoCo step) steps

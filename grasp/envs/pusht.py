@@ -179,7 +179,7 @@ class PushTTask(Task):
 
     name = "pusht"
     state_dim = 11
-    action_dim = 2
+    env_action_dim = 2
     goal_dims = (2, 3, 4, 5)
     default_data_policy = "scripted"
     version = 2  # 2: the angle as (cos, sin)
@@ -203,7 +203,7 @@ class PushTTask(Task):
                  block_friction: float = 1.0, block_damping: float = 10.0, block_frictionloss: float = 0.5,
                  pusher_radius: float = PUSHER_RADIUS, pusher_mass: float = 0.5, pusher_gain: float = 40.0,
                  pusher_speed: float = 1.0, wall_thickness: float = 0.05, margin: float = 0.02,
-                 policy_noise: float = 0.2) -> None:
+                 policy_noise: float = 0.2, action_chunk: int = 1) -> None:
         def need(ok: bool, knob: str, value, allowed: str) -> None:
             if not ok:
                 raise ValueError(f"env.{knob}={value} must be {allowed}")
@@ -232,6 +232,7 @@ class PushTTask(Task):
             need(value >= 0, knob, value, ">= 0")
 
         self.frame_skip = int(frame_skip)
+        self.set_action_chunk(action_chunk)
         self.timestep = float(timestep)
         self.success_pos, self.success_angle = float(success_pos), float(success_angle)
         self.angle_weight = float(angle_weight)
@@ -266,7 +267,7 @@ class PushTTask(Task):
         mujoco.mj_forward(self.model, self.data)
 
     @property
-    def env_steps_per_model_step(self) -> float:
+    def env_steps_per_action(self) -> float:
         return self.frame_skip * self.timestep / self.env_step_seconds
 
     # ---- simulation ----------------------------------------------------------------------
@@ -284,7 +285,7 @@ class PushTTask(Task):
         self._plan = None  # a new episode: the scripted policy starts afresh
         return self.get_state()
 
-    def step(self, action: np.ndarray) -> np.ndarray:
+    def env_step(self, action: np.ndarray) -> np.ndarray:
         self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         return self.get_state()

@@ -40,10 +40,15 @@ class TaskVector:
         return np.stack([task.reset(state) for task, state in zip(self.tasks, states)])
 
     def step(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Simulator rows[k] executes actions[k]; return their new states (len(rows), D)."""
+        """Simulator rows[k] executes the model step actions[k]; return their new states (len(rows), D)."""
+        return self.step_chunk(rows, actions)[:, -1]
+
+    def step_chunk(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Simulator rows[k] executes the model step actions[k] (its action_chunk env actions in
+        order); return the state after every env step (len(rows), action_chunk, D)."""
         if len(rows) != len(actions):
             raise ValueError(f"need one action per stepped row, got {len(actions)} for {len(rows)} rows")
-        return np.stack([self.tasks[i].step(action) for i, action in zip(rows, actions)])
+        return np.stack([self.tasks[i].step_chunk(action) for i, action in zip(rows, actions)])
 
     def success(self, states: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """(..., D) states and goals -> (...) bool, by the task's own success rule."""

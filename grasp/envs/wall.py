@@ -50,7 +50,7 @@ class WallTask(PlanarPointState, Task):
 
     name = "wall"
     state_dim = 4
-    action_dim = 2
+    env_action_dim = 2
     goal_dims = (0, 1)
     version = 2  # 2: frames without shadows (a shadow map made a 64 px frame cost ~60 ms)
 
@@ -58,7 +58,7 @@ class WallTask(PlanarPointState, Task):
                  wall_thickness: float = 0.06, agent_radius: float = 0.05, mass: float = 1.0,
                  damping: float = 10.0, gear: float = 10.0, timestep: float = 0.01, frame_skip: int = 10,
                  success_threshold: float = 0.1, cross_prob: float = 0.75, min_goal_distance: float = 0.5,
-                 margin: float = 0.02) -> None:
+                 margin: float = 0.02, action_chunk: int = 1) -> None:
         half_t = wall_thickness / 2
         door_low, door_high = door_center - door_width / 2, door_center + door_width / 2
         if not (-arena_half < door_low < door_high < arena_half):
@@ -74,6 +74,7 @@ class WallTask(PlanarPointState, Task):
         self.arena_half, self.wall_thickness = float(arena_half), float(wall_thickness)
         self.agent_radius = float(agent_radius)
         self.frame_skip = int(frame_skip)
+        self.set_action_chunk(action_chunk)
         self.success_threshold = float(success_threshold)
         self.cross_prob, self.min_goal_distance, self.margin = float(cross_prob), float(min_goal_distance), float(margin)
         low_half = (door_low + arena_half) / 2
@@ -91,7 +92,7 @@ class WallTask(PlanarPointState, Task):
         self._frames = FrameRenderer(self.model)
 
     # ---- simulation ----------------------------------------------------------------------
-    def step(self, action: np.ndarray) -> np.ndarray:
+    def env_step(self, action: np.ndarray) -> np.ndarray:
         self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         return self.get_state()

@@ -11,13 +11,18 @@ from grasp.utils import atomic_path
 
 RESULT_COLUMNS = [
     "exp_name", "planner", "variant", "env", "horizon", "horizon_env_steps", "seed", "episode", "episode_seed", "open_loop",
-    "success", "steps", "final_distance", "plan_time", "plan_calls", "time_to_success",
+    # success in the simulator (final state; any executed env step) and in the model (its prediction
+    # of the executed plan's final state), the distances behind them
+    "success", "success_any_step", "model_success", "steps", "final_distance", "model_final_distance",
+    "plan_time", "plan_calls", "time_to_success", "time_to_success_any_step",
     "plan_iterations", "model_final_cost", "plan_time_per_step", "model_divergence", "model_max_divergence",
     "nonfinite_plans",
-    "model_val_mse", "model_val_rollout_rmse",
+    # the world model's held-out quality: one-step MSE, rollout RMSE, oracle success at this horizon,
+    # a latent model's state readout error
+    "model_val_mse", "model_val_rollout_rmse", "model_oracle_success", "model_readout_rmse",
 ]
 #: the wall-clock columns of a results row: every other column is the same run to run on one machine
-TIMING_COLUMNS = ("plan_time", "time_to_success", "plan_time_per_step")
+TIMING_COLUMNS = ("plan_time", "time_to_success", "time_to_success_any_step", "plan_time_per_step")
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -45,12 +50,30 @@ def success_statistics(group: pd.DataFrame) -> dict[str, float]:
     times = group.loc[solved, "time_to_success"]
     return {"episodes": len(group), "success_%": 100.0 * solved.mean(), "ci95_low_%": 100.0 * low,
             "ci95_high_%": 100.0 * high, "median_time_to_success_s": float(times.median()) if len(times) else np.nan,
-            "mean_final_distance": group["final_distance"].mean()}
+            "mean_final_distance": group["final_distance"].mean(), **model_statistics(group)}
+
+
+def _percent(group: pd.DataFrame, column: str) -> float:
+    """Mean of a 0/1 column in %, over the rows where it is known (NaN when none is)."""
+    if column not in group:
+        return np.nan
+    values = pd.to_numeric(group[column], errors="coerce").astype(float)
+    return 100.0 * float(values.mean()) if values.notna().any() else np.nan
+
+
+def model_statistics(group: pd.DataFrame) -> dict[str, float]:
+    """What the simulator success of a cell is to be read against: any-step success, success in
+    the model (judged on its prediction of the executed plan) and the model's oracle success at
+    the cell's horizon (the ceiling of an open-loop planner), in %."""
+    return {"success_any_step_%": _percent(group, "success_any_step"),
+            "model_success_%": _percent(group, "model_success"),
+            "oracle_success_%": _percent(group, "model_oracle_success")}
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (env, horizon, planner), and per variant where the rows have ablation variants:
-    success % with its 95% (Wilson) interval, median
+    success % with its 95% (Wilson) interval, any-step success, success in the model and the
+    model's oracle success (model_statistics), median
     time to success over the successful episodes, mean final distance, planning time per call
     and per env step, the model-vs-simulator divergence of the executed plans, and the world
     model's held-out errors (one-step MSE, open-loop rollout RMSE)."""
@@ -66,6 +89,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
             "episodes": stats["episodes"],
             "success_%": stats["success_%"],
             "success_ci95_%": f"{stats['ci95_low_%']:.0f}-{stats['ci95_high_%']:.0f}",
+            "success_any_step_%": stats["success_any_step_%"],
+            "model_success_%": stats["model_success_%"],
+            "oracle_success_%": stats["oracle_success_%"],
             "median_time_to_success_s": stats["median_time_to_success_s"],
             "mean_final_distance": stats["mean_final_distance"],
             "plan_time_per_call_s": (group["plan_time"] / group["plan_calls"].clip(lower=1)).mean(),

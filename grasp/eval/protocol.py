@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
 
 from grasp.envs.base import Task
-from grasp.train.dataset import exploration_actions
+from grasp.envs.exploration import policy_steps
 from grasp.utils import atomic_path, derive_seed
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,16 @@ class Protocol:
     episode_seeds: list[int]
     starts: np.ndarray
     goals: np.ndarray
+    #: draws thrown away because the start already met its goal (None: a file from before this count)
+    redrawn: int | None = 0
 
     def __len__(self) -> int:
         return len(self.episode_seeds)
 
     def head(self, episodes: int) -> "Protocol":
         """The first `episodes` pairs (episode i is the same whatever the total)."""
-        return Protocol(self.env, self.state_dim, self.horizon, self.seed, self.goal_source,
-                        self.episode_seeds[:episodes], self.starts[:episodes], self.goals[:episodes])
+        return replace(self, episode_seeds=self.episode_seeds[:episodes], starts=self.starts[:episodes],
+                       goals=self.goals[:episodes])
 
     def save(self, path: str | Path) -> None:
         record = {**asdict(self), "version": PROTOCOL_VERSION, "starts": self.starts.tolist(),
@@ -70,7 +72,7 @@ class Protocol:
             goals = np.asarray(record["goals"], dtype=np.float64).reshape(starts.shape)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"protocol file {path} is not a readable protocol: {exc}") from exc
-        return cls(**fields, starts=starts, goals=goals)
+        return cls(**fields, starts=starts, goals=goals, redrawn=record.get("redrawn"))
 
     def check(self, task: Task, path: str | Path, episodes: int) -> None:
         """One clear error when this file does not fit the run."""
@@ -87,39 +89,46 @@ def make_protocol(task: Task, episodes: int, seed: int, horizon: int, goal_sourc
     if goal_source not in GOAL_SOURCES:
         raise ValueError(f"eval.goal_source={goal_source!r}: allowed values are {', '.join(GOAL_SOURCES)}")
     seeds = [episode_seed(seed, i) for i in range(episodes)]
-    starts, goals = [], []
+    starts, goals, redrawn = [], [], 0
     for s in seeds:
         rng = np.random.default_rng(s)
         if goal_source == "random":
-            start, goal = task.sample_start_goal(rng)
+            start, goal, tries = _random_pair(task, rng)
         else:
-            start, goal = _rollout_pair(task, rng, horizon, policy, correlation)
+            start, goal, tries = _rollout_pair(task, rng, horizon, policy, correlation)
         starts.append(np.asarray(start, dtype=np.float64))
         goals.append(np.asarray(goal, dtype=np.float64))
+        redrawn += tries
+    if redrawn:
+        log.info("evaluate: redrew %d start/goal pair(s) whose start already met the goal", redrawn)
     return Protocol(task.name, task.state_dim, int(horizon), int(seed), goal_source, seeds,
-                    np.stack(starts), np.stack(goals))
+                    np.stack(starts), np.stack(goals), redrawn)
 
 
-#: rollout goals that the start already satisfies are redrawn (same rng stream) up to this many times
+#: pairs whose start already satisfies the goal are redrawn (same rng stream) up to this many times
 ROLLOUT_TRIES = 20
 
 
+def _random_pair(task: Task, rng: np.random.Generator):
+    """The task sampler's pair, redrawn while the start already meets the goal."""
+    for tries in range(ROLLOUT_TRIES):
+        start, goal = task.sample_start_goal(rng)
+        if not bool(task.success(np.asarray(start)[None], np.asarray(goal)[None])[0]):
+            break
+    return start, goal, tries
+
+
 def _rollout_pair(task: Task, rng: np.random.Generator, horizon: int, policy: str, correlation: float):
-    """A data-policy rollout's start and end; redrawn while the start already counts as success,
-    since a pair solved by doing nothing says nothing about a planner."""
-    for _ in range(ROLLOUT_TRIES):
+    """A data-policy rollout's start and end, and how many earlier draws were redrawn because
+    the start already met the goal (a pair solved by doing nothing says nothing about a planner)."""
+    for tries in range(ROLLOUT_TRIES):
         start = task.reset(task.sample_state(rng))
         state = start
-        if policy == "scripted":
-            for _ in range(horizon):
-                state = task.step(task.exploration_action(rng, state))
-        else:
-            unit = exploration_actions(rng, horizon, task.action_dim, policy, correlation)
-            for action in task.action_low + (unit + 1.0) * 0.5 * (task.action_high - task.action_low):
-                state = task.step(action)
+        for _, state in policy_steps(task, rng, horizon, policy, correlation):
+            pass
         if not bool(task.success(start[None], state[None])[0]):
             break
-    return start, state
+    return start, state, tries
 
 
 def load_or_make_protocol(path: Path, task: Task, episodes: int, seed: int, horizon: int, goal_source: str,

@@ -55,18 +55,32 @@ def format_cell(success: float, low: float, high: float, median_s: float) -> str
     return f"{success:.1f} ({low:.0f}-{high:.0f}) / {time}"
 
 
+def _known(value) -> bool:
+    return value is not None and bool(np.isfinite(float(value)))
+
+
 def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     """Rows = (env, horizon in env steps), columns = variants; with_paper adds the paper's Table 1
-    cell beside each of ours where it has one."""
+    cell beside each of ours where it has one. Where the results carry them, each variant's
+    simulator cell has its success judged in the model (`<variant> model %`) and at any env step
+    (`<variant> any-step %`) beside it, and each row the model's oracle success (`oracle %`: the
+    share of held-out trajectories the model predicts to within the success rule from their real
+    actions), so a reader sees where the model, not the planner, sets the limit."""
     out = []
     for (env, horizon), group in table.groupby(["env", "horizon_env_steps"], sort=True):
         row = {"env": env, "H (env steps)": int(horizon) if float(horizon).is_integer() else horizon}
+        oracle = [v for v in group.get("oracle_success_%", pd.Series(dtype=float)) if _known(v)]
+        if oracle:
+            row["oracle %"] = f"{oracle[0]:.0f}"
         by_variant = group.set_index("variant")
         for variant in column_order(table["variant"]):
             if variant not in by_variant.index:
                 continue
             c = by_variant.loc[variant]
             row[variant] = format_cell(c["success_%"], c["ci95_low_%"], c["ci95_high_%"], c["median_time_to_success_s"])
+            for key, label in (("success_any_step_%", "any-step %"), ("model_success_%", "model %")):
+                if _known(c.get(key)):
+                    row[f"{variant} {label}"] = f"{c[key]:.0f}"
             paper = TABLE1.get(int(horizon), {}).get(variant) if with_paper and env == "pusht" else None
             if paper is not None:
                 row[f"{variant} (paper)"] = f"{paper[0]:.1f} / {'–' if paper[1] is None else f'{paper[1]:.1f}'}"

@@ -50,6 +50,12 @@ class WorldModel(nn.Module):
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def task_state(self, state: torch.Tensor) -> torch.Tensor | None:
+        """The task's state vector (..., task D) that model states (..., D) stand for: what the
+        task's success rule is applied to when success is judged in the model. State models
+        decode; a latent model answers with its fitted readout, or None before it has one."""
+        return self.decode(state) if self.observation == "state" else None
+
     def rollout(self, state0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Serial rollout. state0 (..., D), actions (..., T, A) -> states (..., T, D) = s_1..s_T."""
         states = []

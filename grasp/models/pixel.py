@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from grasp.models.base import WorldModel
+from grasp.models.readout import apply_linear_readout
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -99,6 +100,9 @@ class PixelWorldModel(WorldModel):
             width = hidden_dim
         layers.append(nn.Linear(width, self.latent_dim))
         self.net = nn.Sequential(*layers)
+        #: (latent_dim + 1, task state_dim) linear readout of the task's state, fitted after
+        #: training (grasp.models.readout) and saved with the checkpoint; None until then
+        self.state_readout: torch.Tensor | None = None
 
     # ---- the planner's interface -----------------------------------------------------------
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
@@ -134,6 +138,10 @@ class PixelWorldModel(WorldModel):
         lead = state.shape[:-1]
         h = self.decoder_in(state.reshape(-1, self.latent_dim)).reshape(-1, self._top_width, 4, 4)
         return self.decoder(h).reshape(*lead, 3, self.frame_size, self.frame_size)
+
+    def task_state(self, state: torch.Tensor) -> torch.Tensor | None:
+        """The task state read out of latents (..., latent_dim) by the fitted linear readout."""
+        return None if self.state_readout is None else apply_linear_readout(self.state_readout, state)
 
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """z' = z + net([z, a]); leading dims of z and a broadcast."""

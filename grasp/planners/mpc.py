@@ -21,12 +21,22 @@ from grasp.utils import Stopwatch
 class EpisodeOutcome:
     """What one episode did. Times are wall-clock seconds since the batch started."""
 
+    #: the goal test on the simulator's final state (MPC: the state it stopped at)
     success: bool = False
+    #: the goal region reached at any executed env step (inside stacked actions too)
+    success_any_step: bool = False
     steps: int = 0
     final_distance: float = float("nan")
     plan_time: float = 0.0
     plan_calls: int = 0
     time_to_success: float = float("nan")
+    #: wall time until the env step that first reached the goal region (success_any_step)
+    time_to_success_any_step: float = float("nan")
+    #: the goal test and distance on the model's prediction of the last plan's final state, from
+    #: the state that plan started at (open loop: the whole plan); NaN where the model has no
+    #: readout of the task's state
+    model_success: float = float("nan")
+    model_final_distance: float = float("nan")
     #: per plan() call: true model rollout cost of the returned plan, and iterations run
     final_cost: list[float] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
@@ -159,6 +169,8 @@ def run_mpc(
     steps = np.zeros(n, dtype=int)
     executed = np.zeros((n, budget, planner.action_dim), dtype=np.float32)
     time_to_success = np.full(n, np.nan)
+    time_any_step = np.full(n, np.nan)  # first env step in the goal region
+    predicted_final = np.full((n, envs.spec.state_dim), np.nan)  # the last plan's predicted final state
     plan_time = np.zeros(n)
     calls: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []  # per call: rows, final costs, iterations, NaN flags
     first_info: dict | None = None  # the first call plans every episode
@@ -183,6 +195,8 @@ def run_mpc(
         calls.append((idx, result.info["final_cost"].numpy(), int(result.info.get("iterations", 0)),
                       np.zeros(len(idx), dtype=bool) if nonfinite is None else nonfinite.numpy()))
         first_info = result.info if first_info is None else first_info
+        with watch("divergence"):
+            predicted_final[idx] = _predicted_final_state(model, s0, actions)
         shifted = result.warm_start(execute)
         if warm is None:
             lifted = None if shifted.states is None else shifted.states.new_zeros(n, *shifted.states.shape[1:])
@@ -199,7 +213,10 @@ def run_mpc(
                 if not live.any():
                     break
                 rows = idx[live]
-                states[rows] = envs.step(rows, actions_np[live, j])
+                visited = envs.step_chunk(rows, actions_np[live, j])  # (rows, action_chunk, D)
+                states[rows] = visited[:, -1]
+                reached = rows[envs.success(visited, goals[rows][:, None]).any(1) & np.isnan(time_any_step[rows])]
+                time_any_step[reached] = time.perf_counter() - t0
                 observations[rows] = observer.step(rows, envs, states[rows])
                 chunk.states[live, j], chunk.observations[live, j] = states[rows], observations[rows]
                 chunk.steps[live] += 1
@@ -220,8 +237,14 @@ def run_mpc(
     with watch("divergence"):
         divergence = _measure_divergence(model, envs, chunks, n)
     final_distance = envs.distance(states, goals)
-    outcomes = [EpisodeOutcome(success=bool(success[i]), steps=int(steps[i]), final_distance=float(final_distance[i]),
+    known = np.isfinite(predicted_final).all(1)
+    model_success = np.where(known, envs.success(np.nan_to_num(predicted_final), goals), np.nan)
+    model_distance = np.where(known, envs.distance(np.nan_to_num(predicted_final), goals), np.nan)
+    outcomes = [EpisodeOutcome(success=bool(success[i]), success_any_step=bool(np.isfinite(time_any_step[i])),
+                               steps=int(steps[i]), final_distance=float(final_distance[i]),
                                plan_time=float(plan_time[i]), time_to_success=float(time_to_success[i]),
+                               time_to_success_any_step=float(time_any_step[i]),
+                               model_success=float(model_success[i]), model_final_distance=float(model_distance[i]),
                                first_plan_info=None if first_info is None else select_problems(first_info, i),
                                actions=list(executed[i, : steps[i]]))
                 for i in range(n)]
@@ -236,6 +259,16 @@ def run_mpc(
     if getattr(model, "observation", "state") == "pixels":
         _keep_pixel_trace(outcomes, start_observations, goal_obs, divergence)
     return outcomes
+
+
+def _predicted_final_state(model, start: torch.Tensor, actions: torch.Tensor) -> np.ndarray:
+    """The task state (rows, D) the model predicts at the end of `actions` from `start`, read out
+    by the model (`task_state`); NaN rows where it has no readout."""
+    with torch.no_grad():
+        final = model.task_state(model.rollout(start, actions)[:, -1])
+    if final is None:
+        return np.nan
+    return final.cpu().numpy().astype(np.float64)
 
 
 def _measure_divergence(model, envs: TaskVector, chunks: list[ExecutedChunk], n: int) -> dict:

@@ -12,6 +12,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
+from grasp.envs.exploration import exploration_actions, policy_steps  # noqa: F401  (exploration_actions: re-exported)
 from grasp.envs.observe import frame
 from grasp.envs.rendering import EFFECTS
 from grasp.utils import atomic_path
@@ -101,24 +102,6 @@ class TrajectoryDataset:
             raise ValueError(f"dataset {path} holds NaN or Inf states or actions; delete it to recollect")
 
 
-def exploration_actions(
-    rng: np.random.Generator, steps: int, action_dim: int, policy: str, correlation: float
-) -> np.ndarray:
-    """Actions in [-1, 1] for one episode. 'colored' is AR(1) noise with unit marginal std
-    before clipping: it makes the agent travel across rooms, which white noise rarely does."""
-    noise = rng.standard_normal((steps, action_dim))
-    if policy == "uniform":
-        return rng.uniform(-1.0, 1.0, (steps, action_dim))
-    if policy != "colored":
-        raise ValueError(f"data.policy={policy!r}: allowed 'uniform' or 'colored' (or 'scripted', per step)")
-    actions = np.empty_like(noise)
-    actions[0] = noise[0]
-    scale = np.sqrt(1.0 - correlation**2)
-    for t in range(1, steps):
-        actions[t] = correlation * actions[t - 1] + scale * noise[t]
-    return np.clip(actions, -1.0, 1.0)
-
-
 def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float, seed: int,
             progress: bool = True, frame_size: int | None = None) -> TrajectoryDataset:
     """Exploration episodes; with `frame_size`, the frame of every state too (headless renders
@@ -132,22 +115,17 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
                                                       dtype=np.uint8)
     states = np.empty((episodes, episode_len + 1, task.state_dim), dtype=np.float32)
     actions = np.empty((episodes, episode_len, task.action_dim), dtype=np.float32)
-    low, high = task.action_low, task.action_high
     for ep in tqdm(range(episodes), desc="collect", unit="ep", disable=not progress, mininterval=1.0):
-        state = states[ep, 0] = task.reset(task.sample_state(rng))
+        states[ep, 0] = task.reset(task.sample_state(rng))
         if frames is not None:
             frames[ep, 0] = frame(task, frame_size)
-        if policy != "scripted":  # open-loop noise, scaled to the task's bounds
-            planned = exploration_actions(rng, episode_len, task.action_dim, policy, correlation)
-            planned = low + (planned + 1.0) * 0.5 * (high - low)
-        for t in range(episode_len):
-            action = task.exploration_action(rng, state) if policy == "scripted" else planned[t]
-            actions[ep, t] = np.clip(action, low, high)
-            state = states[ep, t + 1] = task.step(actions[ep, t])
+        for t, (action, state) in enumerate(policy_steps(task, rng, episode_len, policy, correlation, np.float32)):
+            actions[ep, t], states[ep, t + 1] = action, state
             if frames is not None:
                 frames[ep, t + 1] = frame(task, frame_size)
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
-            "action_dim": task.action_dim, "episodes": episodes, "episode_len": episode_len,
+            "action_dim": task.action_dim, "action_chunk": task.action_chunk, "episodes": episodes,
+            "episode_len": episode_len,
             "policy": policy, "seed": seed, "frame_size": frame_size,
             **frame_style(frame_size), "stats": statistics(states, actions)}
     return TrajectoryDataset(states, actions, meta, frames)

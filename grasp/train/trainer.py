@@ -230,6 +230,7 @@ def save_checkpoint(path: Path, model: WorldModel, model_cfg: DictConfig, meta: 
         "state_dim": getattr(model, "task_state_dim", model.state_dim),  # the task's (pixel models: not the latent's)
         "action_dim": model.action_dim,
         "normalization": {k: v.detach().cpu() for k, v in model.state_dict().items() if k.endswith(("_mean", "_std"))},
+        "state_readout": getattr(model, "state_readout", None),
         **meta,
     }
     with atomic_path(path) as tmp:
@@ -264,6 +265,8 @@ def load_checkpoint(path: str | Path, device: torch.device, expect_env: str | No
                          f"{exc}); retrain it (delete the file) or point `checkpoint` at another") from exc
     if not weights_are_finite(model):
         raise ValueError(f"checkpoint {path} holds NaN or Inf weights; retrain it (delete the file)")
+    if payload.get("state_readout") is not None:
+        model.state_readout = payload["state_readout"]
     return model.to(device).eval(), payload
 
 
@@ -275,10 +278,13 @@ def resume_path(checkpoint: Path) -> Path:
 def load_or_train(path: Path, model_cfg: DictConfig, data_fn, train_cfg: DictConfig, val_fraction: float,
                   task_name: str, dims: tuple[int, int], device: torch.device, meta: dict[str, Any],
                   allow_train: bool, progress: bool = True, log_fn=None,
-                  resume_meta: dict[str, Any] | None = None) -> tuple[WorldModel, dict[str, Any]]:
+                  resume_meta: dict[str, Any] | None = None,
+                  after_training=None) -> tuple[WorldModel, dict[str, Any]]:
     """The cached checkpoint at `path`, training it first when missing (one process at a time).
     `data_fn` is called only when training is needed. An interrupted training run resumes from
-    its last periodic state (`train.checkpoint_every`) when the same command runs again."""
+    its last periodic state (`train.checkpoint_every`) when the same command runs again.
+    `after_training(model, train_set, val_set) -> metrics` runs on the trained model before it is
+    saved (readouts, task-level metrics); its metrics are stored with the checkpoint's."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
@@ -294,11 +300,14 @@ def load_or_train(path: Path, model_cfg: DictConfig, data_fn, train_cfg: DictCon
         model = build_world_model(model_cfg, *dims).to(device)
         result = train_world_model(model, data, train_cfg, val_fraction, progress=progress, log_fn=log_fn,
                                    resume_path=resume_path(path), resume_meta=resume_meta)
-        save_checkpoint(path, model, model_cfg, {**meta, "env": task_name, "metrics": result["final"],
+        metrics = dict(result["final"] or {})
+        if after_training is not None:
+            metrics.update(after_training(model, *data.split(val_fraction)))
+        save_checkpoint(path, model, model_cfg, {**meta, "env": task_name, "metrics": metrics,
                                                  "history": result["history"]})
         resume_path(path).unlink(missing_ok=True)
-        log.info("train: wrote %s; %s", path, _fmt(result["final"]))
-        return model, {"metrics": result["final"], "history": result["history"]}
+        log.info("train: wrote %s; %s", path, _fmt(metrics))
+        return model, {"metrics": metrics, "history": result["history"]}
 
 
 def _fmt(metrics: dict[str, float] | None) -> str:
