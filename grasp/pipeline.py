@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from grasp.config import ConfigError, config_hash, validate
 from grasp.envs.base import Task
+from grasp.envs.observe import env_step_frames
 from grasp.eval.journal import JOURNAL_NAME, EpisodeJournal
 from grasp.eval.metrics import RESULT_COLUMNS, to_markdown, tuning_objective, write_results
 from grasp.eval.oracle import fit_state_readout, oracle_key, oracle_success
@@ -488,7 +489,11 @@ def evaluate(cfg: DictConfig, task: Task, model, name: str, device: torch.device
         log_plan_curves(wandb_run, [o.first_plan_info for o in shown[: int(cfg.eval.get("plan_curves", 0))]])
         if observes_pixels(cfg):
             for i, outcome in enumerate(shown[: int(cfg.eval.get("pictures", 0))]):
-                wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}"))
+                # stacked actions: the video shows every env step, replayed from the episode's start
+                env_frames = (env_step_frames(task, protocol.starts[i], outcome.actions, int(cfg.world_model.frame_size))
+                              if task.action_chunk > 1 else None)
+                wandb_run.log_media(*episode_pictures(model, outcome, output_dir / "pictures", f"episode{i}",
+                                                      env_frames))
         summary = table.iloc[0].to_dict()
         wandb_run.summary({"eval/success_rate": summary["success_%"] / 100.0,
                            "eval/success_any_step_rate": summary["success_any_step_%"] / 100.0,

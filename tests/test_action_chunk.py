@@ -128,3 +128,34 @@ def test_the_paper_preset_runs_either_action_setting_with_one_override():
     finally:
         a.close()
         b.close()
+
+
+def test_videos_of_stacked_actions_show_every_env_step(tmp_path):
+    import imageio
+    import torch
+
+    from grasp.envs.observe import env_step_frames, frame
+    from grasp.eval.pictures import episode_pictures
+    from grasp.models.pixel import PixelWorldModel
+    from grasp.planners.mpc import EpisodeOutcome
+
+    task = WallTask(action_chunk=3)
+    try:
+        start = task.sample_state(np.random.default_rng(4))
+        actions = np.random.default_rng(5).uniform(-1, 1, (2, 6))
+        frames = env_step_frames(task, start, actions, 16)
+        assert frames.shape == (6, 3, 16, 16)
+        replay = WallTask()
+        replay.reset(start)
+        for sub in actions.reshape(6, 2)[:4]:
+            replay.step(sub)
+        np.testing.assert_array_equal(frames[3], frame(replay, 16))
+        replay.close()
+        model = PixelWorldModel(4, 6, latent_dim=4, frame_size=16, history=1, channels=2, hidden_dim=8).eval()
+        outcome = EpisodeOutcome(frames=[frames[2], frames[5]], predicted=[torch.zeros(4), torch.ones(4)])
+        _, videos = episode_pictures(model, outcome, tmp_path, "episode0", env_frames=frames)
+        assert imageio.get_reader(videos["pictures/episode0_video"]).count_frames() == 6
+        _, videos = episode_pictures(model, outcome, tmp_path, "model_steps")
+        assert imageio.get_reader(videos["pictures/model_steps_video"]).count_frames() == 2
+    finally:
+        task.close()

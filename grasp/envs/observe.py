@@ -16,6 +16,19 @@ def frame(task: Task, size: int) -> np.ndarray:
     return np.ascontiguousarray(task.render(size, show_goal=False).transpose(2, 0, 1))
 
 
+def env_step_frames(task: Task, start: np.ndarray, actions, size: int) -> np.ndarray:
+    """Frames after every env step of an executed episode, replayed from its start in `task`
+    (the simulator is deterministic): (steps * action_chunk, 3, S, S). With stacked actions a
+    model step spans several env steps, and a video of model steps alone would skip them."""
+    task.reset(np.asarray(start, dtype=np.float64))
+    frames = []
+    for action in actions:
+        for sub in task.split_action(action):
+            task.env_step(sub)
+            frames.append(frame(task, size))
+    return np.stack(frames) if frames else np.zeros((0, 3, size, size), np.uint8)
+
+
 class FrameHistory:
     """The last `history` frames of one task, stacked on channels oldest first: (history * 3,
     S, S) uint8, the current frame in the last 3 channels. A new episode repeats its first frame,

@@ -93,11 +93,15 @@ def training_curves(history: Sequence[dict], path: Path) -> Path:
     return path
 
 
-def episode_pictures(model, outcome, directory: Path, name: str) -> tuple[dict[str, Path], dict[str, Path]]:
+def episode_pictures(model, outcome, directory: Path, name: str,
+                     env_frames: np.ndarray | None = None) -> tuple[dict[str, Path], dict[str, Path]]:
     """A pixel model's pictures of one evaluated episode: the strip of its first plan's decoded
     states over iterations (virtual states of lifted planners, predicted states along the
     current actions of the others; the planner's `snapshots` knob) and the video of the simulator's
-    frames beside the model's decoded prediction of them. Returns (images, videos) by W&B key."""
+    frames beside the model's decoded prediction of them. `env_frames`, the frames after every env
+    step (stacked actions: several per model step, grasp.envs.observe.env_step_frames), make the
+    video show every env step, each model prediction held over the env steps of its model step.
+    Returns (images, videos) by W&B key."""
     import torch
 
     images: dict[str, Path] = {}
@@ -115,6 +119,9 @@ def episode_pictures(model, outcome, directory: Path, name: str) -> tuple[dict[s
                                                                 start=start, goal=goal)
         if outcome.frames:
             predicted = model.decode(torch.stack(outcome.predicted).to(device)).cpu().numpy()
-            videos[f"pictures/{name}_video"] = side_by_side_video(np.stack(outcome.frames), predicted,
-                                                                  Path(directory) / f"{name}_video.mp4")
+            seen = np.stack(outcome.frames)
+            if env_frames is not None and len(env_frames) and len(env_frames) % len(predicted) == 0:
+                seen = np.asarray(env_frames)
+                predicted = np.repeat(predicted, len(env_frames) // len(predicted), axis=0)
+            videos[f"pictures/{name}_video"] = side_by_side_video(seen, predicted, Path(directory) / f"{name}_video.mp4")
     return images, videos
