@@ -38,6 +38,13 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     assert "planner=cem" in run["config"]["overrides"].split()
     assert run["summary"]["eval/episodes"] == 2
     assert 0.0 <= run["summary"]["eval/success_rate"] <= 1.0
+    # simulator success beside success at any step, in the model, and the model's oracle ceiling
+    for key, column in (("eval/success_any_step_rate", "success_any_step"), ("eval/model_success_rate", "model_success"),
+                        ("eval/oracle_success_rate", "model_oracle_success")):
+        assert run["summary"][key] == pytest.approx(results[column].astype(float).mean()), key
+    assert (results["success_any_step"] >= results["success"]).all()
+    assert run["summary"]["world_model/val/oracle_success@6"] == pytest.approx(results["model_oracle_success"][0])
+    assert "oracle success@6 (6 env steps)" in proc.stdout, "the model's oracle success is printed after training"
     assert any("train/loss" in row for row in run["history"])
     assert sum("episode/final_distance" in row for row in run["history"]) == 2
     # the first plan's per-iteration curves of both episodes, on their own axis
@@ -74,8 +81,8 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     # the world model's held-out errors ride along in every row, from training and from the cache
     assert run["summary"]["world_model/val/one_step_mse"] == pytest.approx(results["model_val_mse"][0])
     assert results["model_val_rollout_rmse"].gt(0).all()
-    pd.testing.assert_frame_equal(again[["model_val_mse", "model_val_rollout_rmse"]],
-                                  results[["model_val_mse", "model_val_rollout_rmse"]])
+    quality = ["model_val_mse", "model_val_rollout_rmse", "model_oracle_success", "model_success", "model_final_distance"]
+    pd.testing.assert_frame_equal(again[quality], results[quality])
     assert not (tmp_path / "run2" / "wandb").exists(), "mode=disabled writes no W&B files"
 
     # A different model config trains a new checkpoint from the same cached dataset.

@@ -88,3 +88,18 @@ def test_make_tables_writes_markdown_csv_and_figures(sweep, tmp_path):
     missing = subprocess.run([sys.executable, "scripts/make_tables.py", str(tmp_path / "nowhere")], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "nowhere: no results.csv" in missing.stderr
+
+
+def test_table1_shows_success_in_the_model_and_the_oracle_beside_the_simulators(sweep):
+    data = read_results([sweep])
+    data["success_any_step"] = data["success"]
+    data["model_success"] = 1.0  # every plan reaches the goal in the model
+    data["model_oracle_success"] = np.where(data["horizon_env_steps"] == 40, 0.5, 0.25)
+    table = cells(data).set_index(["horizon_env_steps", "variant"])
+    assert table.loc[(40, "cem"), "model_success_%"] == 100.0 and table.loc[(40, "cem"), "success_%"] == 25.0
+    assert table.loc[(50, "grasp"), "oracle_success_%"] == 25.0
+    layout = paper_layout(cells(data), with_paper=False).set_index("H (env steps)")
+    assert list(layout.columns) == ["env", "oracle %", "cem", "cem any-step %", "cem model %", "grasp",
+                                    "grasp any-step %", "grasp model %"]
+    assert layout.loc[40, "oracle %"] == "50" and layout.loc[50, "oracle %"] == "25"
+    assert layout.loc[40, "grasp model %"] == "100" and layout.loc[40, "grasp any-step %"] == "75"
