@@ -7,7 +7,9 @@ first folder's tables/): table.md and table.csv in the paper's layout (rows = ho
 steps, columns = planner or ablation row, cells = success % (95 % interval) / median seconds to
 success; the paper's Table 1 beside ours for open-loop Push-T; for ablation sweeps, rows = ablation
 rows and columns = horizons, as the paper's Table 2), cells.csv (one row per cell), and
-success_vs_horizon.png, success_vs_budget.png, final_distance.png.
+success_vs_horizon.png, success_vs_budget.png, final_distance.png; and, where the results carry
+success in the model, limits.md: per cell the simulator's, any-step and model success beside the
+model's oracle success.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grasp.eval import plots  # noqa: E402
 from grasp.eval.metrics import has_variants  # noqa: E402
-from grasp.eval.tables import ablation_layout, cells, is_table1, paper_layout, read_results  # noqa: E402
+from grasp.eval.tables import (ablation_layout, cells, is_table1, limits_layout, paper_layout,  # noqa: E402
+                               read_results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     if not ablation and is_table1(results) and not args.no_paper:
         note = ("\n\n(paper) columns: Psenka et al. 2026, Table 1 (500 trials, DINO-WM world model, "
                 "frameskip 5); ours: this sweep's trials per cell.")
+    if any(column.endswith(("model %", "any-step %")) or column == "oracle %" for column in layout.columns):
+        note += ("\n\n`<planner> model %`: success judged on the world model's prediction of the executed plan; "
+                 "`any-step %`: the goal region reached at any executed env step; `oracle %`: held-out trajectories "
+                 "whose real actions the model predicts to within the success rule (an open-loop planner's ceiling). "
+                 "Model success far above the simulator's means the model, not the planner, limits the cell.")
     markdown = f"{title}\n\n{layout.to_markdown(index=False)}{note}\n"
     (out / "table.md").write_text(markdown)
+    limits = None if ablation else limits_layout(table)
+    if limits is not None:  # simulator, any-step and model success beside the oracle ceiling, compactly
+        (out / "limits.md").write_text("Success % in the simulator / at any env step / in the model; oracle %: the "
+                                       f"model's ceiling on real actions\n\n{limits.to_markdown(index=False)}\n")
     figures = [plots.success_vs_horizon(table, out / "success_vs_horizon.png"),
                plots.success_vs_budget(results, out / "success_vs_budget.png"),
                plots.final_distances(results, out / "final_distance.png")]

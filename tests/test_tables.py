@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT
 from grasp.eval.metrics import RESULT_COLUMNS, has_variants, wilson_interval
 from grasp.eval.paper import TABLE1
-from grasp.eval.tables import ablation_layout, cells, is_table1, paper_layout, read_results
+from grasp.eval.tables import ablation_layout, cells, is_table1, limits_layout, paper_layout, read_results
 
 
 def results(planner: str, horizon: int, successes: int, episodes: int, seconds: float, env: str = "pusht",
@@ -103,3 +103,6 @@ def test_table1_shows_success_in_the_model_and_the_oracle_beside_the_simulators(
                                     "grasp any-step %", "grasp model %"]
     assert layout.loc[40, "oracle %"] == "50" and layout.loc[50, "oracle %"] == "25"
     assert layout.loc[40, "grasp model %"] == "100" and layout.loc[40, "grasp any-step %"] == "75"
+    limits = limits_layout(cells(data)).set_index("H (env steps)")
+    assert limits.loc[40, "grasp sim / any / model %"] == "75 / 75 / 100" and limits.loc[40, "oracle %"] == "50"
+    assert limits_layout(cells(read_results([sweep]))) is None, "no model success measured: no limits table"

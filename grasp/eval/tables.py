@@ -88,6 +88,28 @@ def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     return pd.DataFrame(out).fillna("–")  # a cell this sweep did not run
 
 
+def limits_layout(table: pd.DataFrame) -> pd.DataFrame | None:
+    """What limits each cell, compactly: rows = (env, horizon in env steps), the model's oracle
+    success, then per variant `simulator / any step / model` success % (no intervals or times).
+    None when the results carry no success in the model (files from before it was measured)."""
+    if "model_success_%" not in table or not table["model_success_%"].notna().any():
+        return None
+    out = []
+    for (env, horizon), group in table.groupby(["env", "horizon_env_steps"], sort=True):
+        row = {"env": env, "H (env steps)": int(horizon) if float(horizon).is_integer() else horizon}
+        oracle = [v for v in group["oracle_success_%"] if _known(v)]
+        row["oracle %"] = f"{oracle[0]:.0f}" if oracle else "–"
+        by_variant = group.set_index("variant")
+        for variant in column_order(table["variant"]):
+            if variant in by_variant.index:
+                c = by_variant.loc[variant]
+                row[f"{variant} sim / any / model %"] = " / ".join(
+                    f"{c[key]:.0f}" if _known(c[key]) else "–"
+                    for key in ("success_%", "success_any_step_%", "model_success_%"))
+        out.append(row)
+    return pd.DataFrame(out).fillna("–")
+
+
 def ablation_layout(table: pd.DataFrame) -> pd.DataFrame:
     """The ablation table's layout (the paper's Table 2): rows = ablation variants (in the order
     of conf/ablation's `full` first), columns = (env, horizon) cells."""
