@@ -109,7 +109,9 @@ SLOW_EVAL = ["planner=grasp", "planner.iterations=60", "eval.max_steps=15", "hor
              "eval.batch_size=2"]
 
 
-def wait_for_rows(journal: Path, rows: int, process: subprocess.Popen, timeout: float = 240) -> None:
+def wait_for_rows(journal: Path, rows: int, process: subprocess.Popen, timeout: float = 1200) -> None:
+    """Until the journal holds `rows` rows; the wide timeout only bounds a hang (a busy machine
+    can take minutes), the process ending early fails at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if journal.exists() and len(journal.read_text().splitlines()) - 1 >= rows:
