@@ -255,13 +255,12 @@ def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_
     if cfg.checkpoint is not None:
         model, payload = load_checkpoint(cfg.checkpoint, device, expect_env=task.name, expect_dims=dims)
         log.info("train: using checkpoint %s", cfg.checkpoint)
-        metrics = dict(payload.get("metrics") or {})
-        data_path = payload.get("data_path")
-        if "evaluate" in cfg.stages and oracle_key(cfg.horizon) not in metrics and data_path and Path(data_path).exists():
-            held_out = TrajectoryDataset.load(data_path).split(cfg.data.val_fraction)[1]
-            metrics.update(oracle_success(model, held_out, task.success, [int(cfg.horizon)]))
-        report_model_quality(metrics, task)
-        return model, metrics
+        data_path = payload.get("data_path")  # absent or gone: trained elsewhere, no held-out episodes here
+
+        def held_out_data():
+            return TrajectoryDataset.load(data_path) if data_path and Path(data_path).exists() else None
+
+        return model, _with_oracle(cfg, task, model, payload.get("metrics"), held_out_data)
     watch = Stopwatch() if watch is None else watch
 
     def dataset():
@@ -278,22 +277,31 @@ def _world_model(cfg: DictConfig, task: Task, dims, device: torch.device, wandb_
                                 allow_train="train" in cfg.stages, progress=cfg.progress,
                                 log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id},
                                 after_training=task_metrics)
-    info["metrics"] = dict(info.get("metrics") or {})
-    if "evaluate" in cfg.stages and oracle_key(cfg.horizon) not in info["metrics"]:
-        # a model cached before this horizon was asked for: measure it on the same held-out episodes
-        try:
-            held_out = dataset().split(cfg.data.val_fraction)[1]
-        except FileNotFoundError as exc:
-            log.warning("oracle: no held-out episodes to measure oracle success@%d on (%s)", cfg.horizon, exc)
-        else:
-            info["metrics"].update(oracle_success(model, held_out, task.success, [int(cfg.horizon)]))
-    report_model_quality(info["metrics"], task)
-    if info.get("metrics"):
-        wandb_run.summary({f"world_model/{k}": v for k, v in info["metrics"].items()})
+    metrics = _with_oracle(cfg, task, model, info.get("metrics"), dataset)
+    if metrics:
+        wandb_run.summary({f"world_model/{k}": v for k, v in metrics.items()})
     if info.get("history"):
         curves = training_curves(info["history"], output_dir / "pictures" / "training_curves.png")
         wandb_run.log_media(images={"pictures/training_curves": curves})
-    return model, info.get("metrics") or {}
+    return model, metrics
+
+
+def _with_oracle(cfg: DictConfig, task: Task, model, metrics: dict | None, data) -> dict[str, float]:
+    """The model's metrics, with its oracle success at the run's horizon measured on the held-out
+    episodes of `data()` (the model's dataset, or None) when a model cached before that horizon
+    was asked for lacks it; printed (report_model_quality)."""
+    metrics = dict(metrics or {})
+    if "evaluate" in cfg.stages and oracle_key(cfg.horizon) not in metrics:
+        try:
+            dataset = data()
+        except FileNotFoundError as exc:
+            dataset = None
+            log.warning("oracle: no held-out episodes to measure oracle success@%d on (%s)", cfg.horizon, exc)
+        if dataset is not None:
+            held_out = dataset.split(cfg.data.val_fraction)[1]
+            metrics.update(oracle_success(model, held_out, task.success, [int(cfg.horizon)]))
+    report_model_quality(metrics, task)
+    return metrics
 
 
 def oracle_horizons(cfg: DictConfig) -> list[int]:

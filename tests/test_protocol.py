@@ -16,7 +16,7 @@ from grasp.eval.protocol import Protocol, make_protocol
 from grasp.models.analytic import LinearWorldModel
 from grasp.pipeline import data_policy, evaluation_protocol
 from grasp.planners.mpc import run_mpc
-from grasp.train.dataset import exploration_actions
+from grasp.envs.exploration import exploration_actions
 from test_planners import make_planner
 
 

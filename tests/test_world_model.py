@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from conftest import compose_config
-from grasp.train.dataset import TrajectoryDataset, collect, exploration_actions, load_or_collect
+from grasp.envs.exploration import exploration_actions
+from grasp.train.dataset import TrajectoryDataset, collect, load_or_collect
 from grasp.train.trainer import build_world_model, load_checkpoint, save_checkpoint, train_world_model, validate
 
 

@@ -14,9 +14,6 @@ import numpy as np
 
 from grasp.envs.base import Task
 
-NOISE_POLICIES = ("uniform", "colored")
-
-
 def exploration_actions(
     rng: np.random.Generator, steps: int, action_dim: int, policy: str, correlation: float
 ) -> np.ndarray:

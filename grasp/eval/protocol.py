@@ -93,9 +93,9 @@ def make_protocol(task: Task, episodes: int, seed: int, horizon: int, goal_sourc
     for s in seeds:
         rng = np.random.default_rng(s)
         if goal_source == "random":
-            start, goal, tries = _random_pair(task, rng)
+            start, goal, tries = _redrawn(task, lambda: task.sample_start_goal(rng))
         else:
-            start, goal, tries = _rollout_pair(task, rng, horizon, policy, correlation)
+            start, goal, tries = _redrawn(task, lambda: _rollout_pair(task, rng, horizon, policy, correlation))
         starts.append(np.asarray(start, dtype=np.float64))
         goals.append(np.asarray(goal, dtype=np.float64))
         redrawn += tries
@@ -109,26 +109,22 @@ def make_protocol(task: Task, episodes: int, seed: int, horizon: int, goal_sourc
 ROLLOUT_TRIES = 20
 
 
-def _random_pair(task: Task, rng: np.random.Generator):
-    """The task sampler's pair, redrawn while the start already meets the goal."""
+def _redrawn(task: Task, draw):
+    """A (start, goal) pair from `draw()`, drawn again while the start already meets the goal (a
+    pair solved by doing nothing says nothing about a planner), and how many draws were thrown away."""
     for tries in range(ROLLOUT_TRIES):
-        start, goal = task.sample_start_goal(rng)
+        start, goal = draw()
         if not bool(task.success(np.asarray(start)[None], np.asarray(goal)[None])[0]):
             break
     return start, goal, tries
 
 
 def _rollout_pair(task: Task, rng: np.random.Generator, horizon: int, policy: str, correlation: float):
-    """A data-policy rollout's start and end, and how many earlier draws were redrawn because
-    the start already met the goal (a pair solved by doing nothing says nothing about a planner)."""
-    for tries in range(ROLLOUT_TRIES):
-        start = task.reset(task.sample_state(rng))
-        state = start
-        for _, state in policy_steps(task, rng, horizon, policy, correlation):
-            pass
-        if not bool(task.success(start[None], state[None])[0]):
-            break
-    return start, state, tries
+    """A data-policy rollout's start and end."""
+    start = state = task.reset(task.sample_state(rng))
+    for _, state in policy_steps(task, rng, horizon, policy, correlation):
+        pass
+    return start, state
 
 
 def load_or_make_protocol(path: Path, task: Task, episodes: int, seed: int, horizon: int, goal_source: str,

@@ -59,6 +59,16 @@ def _known(value) -> bool:
     return value is not None and bool(np.isfinite(float(value)))
 
 
+def _row_start(env: str, horizon: float) -> dict:
+    return {"env": env, "H (env steps)": int(horizon) if float(horizon).is_integer() else horizon}
+
+
+def _oracle(group: pd.DataFrame) -> str | None:
+    """The cell row's oracle success % (one model per row), or None where it was not measured."""
+    known = [v for v in group.get("oracle_success_%", pd.Series(dtype=float)) if _known(v)]
+    return f"{known[0]:.0f}" if known else None
+
+
 def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     """Rows = (env, horizon in env steps), columns = variants; with_paper adds the paper's Table 1
     cell beside each of ours where it has one. Where the results carry them, each variant's
@@ -68,10 +78,9 @@ def paper_layout(table: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     actions), so a reader sees where the model, not the planner, sets the limit."""
     out = []
     for (env, horizon), group in table.groupby(["env", "horizon_env_steps"], sort=True):
-        row = {"env": env, "H (env steps)": int(horizon) if float(horizon).is_integer() else horizon}
-        oracle = [v for v in group.get("oracle_success_%", pd.Series(dtype=float)) if _known(v)]
-        if oracle:
-            row["oracle %"] = f"{oracle[0]:.0f}"
+        row = _row_start(env, horizon)
+        if _oracle(group) is not None:
+            row["oracle %"] = _oracle(group)
         by_variant = group.set_index("variant")
         for variant in column_order(table["variant"]):
             if variant not in by_variant.index:
@@ -96,9 +105,7 @@ def limits_layout(table: pd.DataFrame) -> pd.DataFrame | None:
         return None
     out = []
     for (env, horizon), group in table.groupby(["env", "horizon_env_steps"], sort=True):
-        row = {"env": env, "H (env steps)": int(horizon) if float(horizon).is_integer() else horizon}
-        oracle = [v for v in group["oracle_success_%"] if _known(v)]
-        row["oracle %"] = f"{oracle[0]:.0f}" if oracle else "–"
+        row = {**_row_start(env, horizon), "oracle %": _oracle(group) or "–"}
         by_variant = group.set_index("variant")
         for variant in column_order(table["variant"]):
             if variant in by_variant.index:

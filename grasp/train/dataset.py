@@ -12,7 +12,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
-from grasp.envs.exploration import exploration_actions, policy_steps  # noqa: F401  (exploration_actions: re-exported)
+from grasp.envs.exploration import policy_steps
 from grasp.envs.observe import frame
 from grasp.envs.rendering import EFFECTS
 from grasp.utils import atomic_path
