@@ -12,7 +12,7 @@ run: setup
 	$(PY) -m grasp.run -m experiment=quick $(ARGS)
 
 ## The task suite: GRASP vs CEM on every task (conf/experiment/suite/), one sweep per task.
-SUITE_TASKS := wall point_mass reacher point_maze_umaze point_maze_medium point_maze_large pusht
+SUITE_TASKS := $(basename $(notdir $(wildcard conf/experiment/suite/*.yaml)))
 suite: setup
 	@set -e; for task in $(SUITE_TASKS); do $(PY) -m grasp.run -m experiment=suite/$$task $(ARGS); done
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from grasp.errors import ConfigError
+from grasp.schema import check_sections, register
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
@@ -17,6 +20,7 @@ STAGES = ("collect", "train", "evaluate")
 DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("disabled", "offline", "online")
 DATA_POLICIES = ("auto", "uniform", "colored", "scripted")
+#: eval.goal_source: where evaluation goals come from (grasp.eval.protocol)
 GOAL_SOURCES = ("random", "rollout")
 NOISE_STREAMS = ("shared", "per_episode")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -30,16 +34,10 @@ def register_resolvers() -> None:
     registers the typed schema (grasp.schema) that conf/config.yaml builds on."""
     if not OmegaConf.has_resolver("grasp_root"):
         OmegaConf.register_new_resolver("grasp_root", lambda: str(REPO_ROOT))
-    from grasp.schema import register
-
     register()
 
 
 register_resolvers()
-
-
-class ConfigError(ValueError):
-    """A bad config value; the message names the key and what is allowed."""
 
 
 def config_hash(*nodes: Any) -> str:
@@ -54,11 +52,26 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} is invalid: allowed {allowed}")
 
 
-def validate(cfg: DictConfig) -> None:
+def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """conf/config.yaml composed by Hydra with `overrides`, outside a Hydra run (tests, scripts,
+    name lookups of the planner factory); it resets Hydra's global state first."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def config_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files of conf/<group>/ (subfolders as a/b)."""
+    folder = CONF_DIR / group
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+
+
+def check_config(cfg: DictConfig) -> None:
     """Cheap checks of the run-level keys and of the sections shaped by their _target_ (their
     keys and types, grasp.schema), done before any collection or training."""
-    from grasp.schema import check_sections
-
     check_sections(cfg)
     stages = list(cfg.stages)
     _require(len(stages) > 0 and all(s in STAGES for s in stages), "stages", f"a non-empty subset of {list(STAGES)}", stages)

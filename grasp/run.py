@@ -7,17 +7,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import grasp.config  # noqa: F401  (registers resolvers before Hydra composes)
-from grasp import pipeline
+from grasp import runner
+from grasp.eval.runner import run_objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Returns the run's objective (eval.objective_time_weight) for sweepers such as Optuna's;
     None when no evaluation ran."""
-    results = pipeline.run(cfg, HydraConfig.get().runtime.output_dir)
+    results = runner.run(cfg, HydraConfig.get().runtime.output_dir)
     if results is None:
         return None
-    return pipeline.run_objective(cfg, results)
+    return run_objective(cfg, results)
 
 
 if __name__ == "__main__":

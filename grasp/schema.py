@@ -30,6 +30,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from grasp.errors import ConfigError
+
 SECTIONS = ("env", "world_model", "planner")
 #: top-level keys that are not the run's: Hydra's own node (present with return_hydra_config)
 NOT_RUN_KEYS = ("hydra",)
@@ -188,8 +190,6 @@ def check_sections(cfg: DictConfig) -> None:
     """Check the run-level keys against RunConf (keys added with `+` skip compose's checks) and
     the env, world_model and planner sections against their target's schema: one ConfigError
     naming the key and what its target accepts."""
-    from grasp.config import ConfigError
-
     run_level = {key: value for key, value in OmegaConf.to_container(cfg, resolve=False).items()
                  if key not in SECTIONS + NOT_RUN_KEYS}
     try:  # keys added with `+` on the command line bypass compose's checks

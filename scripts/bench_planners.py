@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import math
 import os
 import statistics
@@ -35,22 +34,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import hydra
 import pandas as pd
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from grasp.config import COMPILE_MODES, CONF_DIR, DEVICES, PRECISIONS, REPO_ROOT  # noqa: E402
-from grasp.models.base import WorldModel  # noqa: E402
-from grasp.models.mlp import MLPWorldModel  # noqa: E402
-from grasp.models.pixel import PixelWorldModel  # noqa: E402
-from grasp.planners.base import Planner, PlanResult  # noqa: E402
-from grasp.utils import AUTOCAST_DTYPES, compile_world_model, resolve_device  # noqa: E402
+from grasp.config import COMPILE_MODES, DEVICES, PRECISIONS, REPO_ROOT, config_options
+from grasp.models.base import WorldModel
+from grasp.models.mlp import MLPWorldModel
+from grasp.models.pixel import PixelWorldModel
+from grasp import planners
+from grasp.planners.base import Planner, PlanResult
+from grasp.utils import AUTOCAST_DTYPES, compile_world_model, resolve_device
 
 
 @dataclass(frozen=True)
@@ -67,16 +62,12 @@ class Variant:
         return self.label if self.chunk_size is None else f"{self.label} (chunk {self.chunk_size})"
 
 
-#: --planners choices. grasp runs without its shooting sync, so its per-iteration time is the lifted
-#: update alone; grasp_sync is the shipped config, the sync's serial cost amortised over sync_every.
-VARIANTS = {
+#: --planners choices: every config of conf/planner/ as shipped, except that grasp runs without its
+#: shooting sync, so its per-iteration time is the lifted update alone; grasp_sync is the shipped
+#: grasp config, the sync's serial cost amortised over sync_every.
+VARIANTS = {name: Variant(name, name) for name in config_options("planner")} | {
     "grasp": Variant("grasp", "grasp", {"sync": "none"}),
     "grasp_sync": Variant("grasp_sync", "grasp"),
-    "gd": Variant("gd", "gd"),
-    "cem": Variant("cem", "cem"),
-    "mppi": Variant("mppi", "mppi"),
-    "icem": Variant("icem", "icem"),
-    "latco": Variant("latco", "latco"),
 }
 DEFAULT_PLANNERS = ["grasp", "grasp_sync", "gd", "cem", "mppi"]
 MODELS = ("mlp", "pixel")
@@ -258,21 +249,11 @@ def make_problem(model: WorldModel, horizon: int, batch: int, seed: int, frac: f
 
 
 # ---- planners -------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def planner_node(config: str) -> DictConfig:
-    """conf/planner/<config>.yaml as Hydra composes it (presets inherit through defaults); cached,
-    composing costs a fraction of a second. Callers merge it into a new node, never edit it."""
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose("config", overrides=[f"planner={config}"]).planner
-
-
 def variant_node(variant: Variant, horizon: int, samples: int | None = None, sync_every: int | None = None,
                  ) -> DictConfig:
     """The variant's planner config at this horizon: its overrides, chunk size, and the sample
     count and sync interval when given (None keeps the yaml's)."""
-    node = OmegaConf.merge(planner_node(variant.config), {"horizon": horizon}, variant.overrides)
+    node = planners.planner_config(variant.config, horizon=horizon, **variant.overrides)
     if variant.chunk_size is not None:
         node.chunk_size = variant.chunk_size
     if sync_every is not None and node.get("sync", "none") != "none":
@@ -285,7 +266,7 @@ def variant_node(variant: Variant, horizon: int, samples: int | None = None, syn
 
 
 def make_planner(node: DictConfig, model: WorldModel, precision: str = "fp32", **knobs: Any) -> Planner:
-    planner = hydra.utils.instantiate(node, world_model=model, action_low=-1.0, action_high=1.0, **knobs)
+    planner = planners.build(node, model, action_low=-1.0, action_high=1.0, **knobs)
     planner.autocast_dtype = AUTOCAST_DTYPES[precision]
     return planner
 

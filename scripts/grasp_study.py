@@ -23,26 +23,20 @@ import argparse
 import itertools
 import math
 import re
-import sys
 import time
 from pathlib import Path
 
-import hydra
 import pandas as pd
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from grasp.config import CONF_DIR, REPO_ROOT  # noqa: E402
-from grasp.models.analytic import LinearWorldModel, PointWallModel  # noqa: E402
+from grasp import planners
+from grasp.config import REPO_ROOT
+from grasp.models.analytic import LinearWorldModel, PointWallModel
 
 SUCCESS = 0.05  # a plan succeeds when its final (goal-weighted) distance is under this
 
 #: label -> (planner config, overrides). "author" is the first author's later code defaults
-#: (design.md section 1): constant goal weight, full stop-grad, no action bounds.
+#: (the paper's reference code): constant goal weight, full stop-grad, no action bounds.
 CONFIGS: dict[str, tuple[str, dict]] = {
     "grasp": ("grasp", {}),
     # the defaults shipped before this study: larger action steps, a 10-step sync at lr 0.05
@@ -55,7 +49,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
                                            sigma_final=0.005, sigma_schedule="constant", gamma_init=1.0,
                                            gamma_final=1.0, gamma_schedule="constant", sync_every=50)),
     "grasp_long": ("grasp_long", {}),
-    "grasp_no_sync": ("grasp_no_sync", {}),
+    "grasp_no_sync": ("grasp", {"sync": "none"}),
     "gd": ("gd", {}),
     "cem": ("cem", {}),
     "latco": ("latco", {}),
@@ -86,16 +80,9 @@ def make_problems(name: str, batch: int, seed: int):
     raise SystemExit(f"unknown problem {name!r}: choose from single, double, unstable, wall")
 
 
-def planner_node(config: str):
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose("config", overrides=[f"planner={config}"]).planner
-
-
 def build(config: str, overrides: dict, model, horizon: int, weights: torch.Tensor):
-    node = OmegaConf.merge(planner_node(config), {"horizon": horizon})
-    kwargs = dict(action_low=-1.0, action_high=1.0, state_weights=weights.tolist())
-    kwargs.update(overrides)
-    return hydra.utils.instantiate(node, world_model=model, **kwargs)
+    return planners.build(config, model, horizon=horizon, action_low=-1.0, action_high=1.0,
+                          state_weights=weights.tolist(), **overrides)
 
 
 def evaluate(problem: str, horizon: int, label: str, config: str, overrides: dict, batch: int, seed: int) -> dict:

@@ -18,11 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from grasp.eval import plots  # noqa: E402
-from grasp.eval.metrics import has_variants  # noqa: E402
-from grasp.eval.tables import (ablation_layout, cells, is_table1, limits_layout, paper_layout,  # noqa: E402
+from grasp.eval import plots
+from grasp.eval.metrics import has_variants
+from grasp.eval.tables import (ablation_layout, cells, is_table1, limits_layout, paper_layout,
                                read_results)
 
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 import os
 import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
 import grasp  # noqa: F401  (sets MUJOCO_GL before anything imports mujoco)
-from grasp.config import CONF_DIR, REPO_ROOT
+from grasp.config import REPO_ROOT, compose
+from grasp.job import resolve
+from grasp.planners import planner_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -26,19 +23,14 @@ TINY = [
 
 
 def compose_config(overrides: list[str] | None = None, return_hydra_config: bool = False):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        return compose("config", overrides=list(overrides or []), return_hydra_config=return_hydra_config)
+    return compose(overrides or [], return_hydra_config=return_hydra_config)
 
 
-@functools.lru_cache(maxsize=None)
-def _planner_node(name: str):
-    return compose_config([f"planner={name}"]).planner
-
-
-def planner_config(name: str):
-    """conf/planner/<name>.yaml as Hydra composes it (a copy; `horizon` left to the caller)."""
-    return copy.deepcopy(_planner_node(name))
+def resolved(cfg):
+    """grasp.job.resolve of a composed config, its simulator closed: the job's names and keys."""
+    job = resolve(cfg)
+    job.close()
+    return job
 
 
 @pytest.fixture
@@ -60,4 +52,4 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300):
                           text=True, timeout=timeout)
 
 
-__all__ = ["TINY", "compose_config", "planner_config", "run_cli", "REPO_ROOT"]
+__all__ = ["TINY", "compose_config", "planner_config", "resolved", "run_cli", "REPO_ROOT"]

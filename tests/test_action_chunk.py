@@ -7,12 +7,12 @@ import hydra
 import numpy as np
 import pytest
 
-from conftest import compose_config
-from grasp.config import ConfigError
+from conftest import compose_config, resolved
+from grasp.errors import ConfigError
 from grasp.envs.exploration import policy_steps
 from grasp.envs.pusht import PushTTask
 from grasp.envs.wall import WallTask
-from grasp.pipeline import data_key, model_key, preflight, protocol_key
+from grasp.job import resolve
 from grasp.train.dataset import collect
 
 ENVS = ["wall", "pusht", "point_maze_umaze", "reacher", "point_mass"]
@@ -74,7 +74,7 @@ def test_a_wrong_action_length_and_a_bad_chunk_are_one_clear_error():
             WallTask(action_chunk=bad)
     cfg = compose_config(["env.action_chunk=0"])
     with pytest.raises(ConfigError, match="env.action_chunk"):
-        preflight(cfg)
+        resolve(cfg)
 
 
 def test_the_scripted_pusher_is_asked_once_per_env_step():
@@ -110,10 +110,9 @@ def test_noise_data_has_sub_actions_that_vary_within_a_chunk_and_replays_exactly
 
 
 def test_dataset_model_and_protocol_keys_include_the_chunk():
-    plain, chunked = compose_config([]), compose_config(["env.action_chunk=5"])
-    for key in (data_key, model_key):
-        assert key(plain) != key(chunked)
-    assert protocol_key(plain, "colored") != protocol_key(chunked, "colored")
+    plain, chunked = (resolved(compose_config(o)) for o in ([], ["env.action_chunk=5"]))
+    assert plain.data_key != chunked.data_key and plain.model_key != chunked.model_key
+    assert plain.protocol_path != chunked.protocol_path
 
 
 def test_the_paper_preset_runs_either_action_setting_with_one_override():
@@ -137,7 +136,7 @@ def test_videos_of_stacked_actions_show_every_env_step(tmp_path):
     from grasp.envs.observe import env_step_frames, frame
     from grasp.eval.pictures import episode_pictures
     from grasp.models.pixel import PixelWorldModel
-    from grasp.planners.mpc import EpisodeOutcome
+    from grasp.eval.mpc import EpisodeOutcome
 
     task = WallTask(action_chunk=3)
     try:

@@ -1,5 +1,5 @@
 """Bad input, one clear error: a table of bad configs and bad files, each run through the real
-runner (pipeline.run on a composed config, as `python -m grasp.run` does). Every case must fail
+runner (grasp.runner.run on a composed config, as `python -m grasp.run` does). Every case must fail
 before any collection, training or planning, with one error of a user-facing type whose message
 names the key or the file and what is allowed or expected."""
 
@@ -16,8 +16,8 @@ import torch
 from hydra.errors import ConfigCompositionException, HydraException
 
 from conftest import TINY, compose_config
-from grasp import pipeline
-from grasp.config import ConfigError
+from grasp import runner
+from grasp.errors import ConfigError
 from grasp.eval.journal import JOURNAL_NAME
 from grasp.eval.protocol import Protocol
 
@@ -31,7 +31,7 @@ def trained(tmp_path_factory):
     """A tiny wall model, its dataset and its protocol, made once by the real runner."""
     root = tmp_path_factory.mktemp("trained")
     cfg = compose_config(TINY + [f"paths.root_dir={root}", f"paths.output_dir={root}/run"])
-    pipeline.run(cfg, root / "run")
+    runner.run(cfg, root / "run")
     checkpoint = next((root / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))
     dataset = next((root / "outputs" / "cache" / "data" / "wall").glob("*.npz"))
     protocol = next((root / "outputs" / "cache" / "protocols" / "wall").glob("*.json"))
@@ -223,7 +223,7 @@ def test_bad_input_gives_one_clear_error_before_any_work(case, trained, tmp_path
     base = TINY + [f"paths.root_dir={root}", f"paths.output_dir={tmp_path}/run"]
     with pytest.raises(CLEAR) as caught:
         cfg = compose_config(base + overrides)
-        pipeline.run(cfg, Path(cfg.paths.output_dir))
+        runner.run(cfg, Path(cfg.paths.output_dir))
     error = caught.value
     message = str(error) + (str(error.__cause__) if isinstance(error, ConfigCompositionException) else "")
     missing = [part for part in parts if part not in message]

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import compose_config
-from grasp.planners.mpc import run_mpc
+from grasp.planners import build
+from grasp.eval.mpc import run_mpc
 from grasp.planners.noise import NoiseStreams
-from test_planners import make_planner
 
 #: how close a problem's plan alone and in a batch must be: float32 kernels for one row and for many
 #: sum in other orders (1e-5 was exceeded by 2e-7 on one CPU); a row coupled to the others by a shared
@@ -41,7 +41,7 @@ def test_a_batch_plans_each_problem_as_if_alone(name):
     _, model = wall_model()
     gen = torch.Generator().manual_seed(1)
     start, goal = torch.rand(5, 4, generator=gen) - 0.5, torch.rand(5, 4, generator=gen) - 0.5
-    planner = make_planner(name, model, horizon=8, iterations=30, **DETERMINISTIC[name])
+    planner = build(name, model, horizon=8, iterations=30, **DETERMINISTIC[name])
     together = planner.plan(start, goal)
     for b in range(5):
         alone = planner.plan(start[b : b + 1], goal[b : b + 1])
@@ -64,7 +64,7 @@ def test_with_per_problem_streams_random_planners_plan_each_problem_as_if_alone(
     gen = torch.Generator().manual_seed(1)
     start, goal = torch.rand(4, 4, generator=gen) - 0.5, torch.rand(4, 4, generator=gen) - 0.5
     config = "grasp" if name.startswith("grasp") else name
-    planner = make_planner(config, model, horizon=8, iterations=20, **RANDOM[name])
+    planner = build(config, model, horizon=8, iterations=20, **RANDOM[name])
     keys = [11, 22, 33, 44]
     together = planner.plan(start, goal, generator=NoiseStreams.from_seeds(keys))
     for b in (0, 3):
@@ -101,7 +101,7 @@ def test_tolerance_stops_only_when_every_problem_is_within_it():
     with torch.no_grad():  # problem 0: where the initial (zero) actions already lead
         reached = model.rollout(start[:1], torch.zeros(1, 8, 2))[:, -1]
     goal = torch.cat([reached, torch.tensor([[0.4, 0.3, 0.0, 0.0]])])
-    planner = make_planner("gd", model, horizon=8, iterations=50, tolerance=1e-6)
+    planner = build("gd", model, horizon=8, iterations=50, tolerance=1e-6)
     together = planner.plan(start, goal)
     alone = planner.plan(start[:1], goal[:1])
     assert alone.info["iterations"] < together.info["iterations"]
@@ -116,7 +116,7 @@ def test_finished_episodes_leave_the_others_plans_unchanged(name, knobs):
     cfg, model = wall_model()
     starts = np.array([[0.5, 0.5, 0.0, 0.0], [-0.7, -0.6, 0.0, 0.0], [0.3, 0.5, 0.0, 0.0]])
     goals = np.array([[0.52, 0.5, 0.0, 0.0], [-0.3, -0.2, 0.0, 0.0], [0.7, 0.1, 0.0, 0.0]])
-    planner = make_planner(name, model, horizon=6, iterations=20, **knobs)
+    planner = build(name, model, horizon=6, iterations=20, **knobs)
     tasks = [hydra.utils.instantiate(cfg.env) for _ in range(3)]
     keys = [101, 202, 303]
     try:

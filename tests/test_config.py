@@ -8,8 +8,9 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from conftest import compose_config
-from grasp.config import CONF_DIR, ConfigError, validate
+from conftest import compose_config, resolved
+from grasp.config import CONF_DIR, check_config
+from grasp.errors import ConfigError
 
 GROUPS = ["env", "world_model", "planner", "logger", "launcher", "tuning", "ablation", "hparams_search"]
 #: groups whose options interact (a planner's bounds and horizon with a task, a pixel model with a
@@ -49,7 +50,7 @@ def test_every_group_option_composes_and_resolves(combo, tmp_path):
     HydraConfig.instance().set_config(cfg)
     resolve_job_config(cfg)
     assert cfg.planner.horizon == cfg.horizon
-    validate(cfg)
+    check_config(cfg)
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -59,7 +60,7 @@ def test_every_experiment_composes(experiment, tmp_path):
     resolve_job_config(cfg)
     assert cfg.exp_name == experiment.replace("/", "_")
     assert f"/{cfg.exp_name}/" in cfg.hydra.run.dir, "run dir must be outputs/<experiment>/<date>/<time>"
-    validate(cfg)
+    check_config(cfg)
 
 
 def test_quick_experiment_sweeps_the_three_planners():
@@ -79,16 +80,9 @@ def test_the_suite_has_one_preset_per_task_sweeping_grasp_and_cem():
 
 @pytest.mark.parametrize("task", ["wall", "pusht"])
 def test_pixel_presets_evaluate_on_the_suite_protocol(task):
-    from grasp.pipeline import observes_pixels, protocol_key
-
-    state, pixel = (compose_config([f"experiment={kind}/{task}"]) for kind in ("suite", "pixel"))
-    assert observes_pixels(pixel) and not observes_pixels(state)
-    assert protocol_key(pixel, "auto") == protocol_key(state, "auto"), "one protocol file serves both models"
-
-
-def test_user_override_beats_interpolated_default():
-    cfg = compose_config(["horizon=40", "planner.horizon=25"])
-    assert cfg.planner.horizon == 25 and cfg.horizon == 40
+    state, pixel = (resolved(compose_config([f"experiment={kind}/{task}"])) for kind in ("suite", "pixel"))
+    assert pixel.frame_size == 64 and state.frame_size is None
+    assert pixel.protocol_path == state.protocol_path, "one protocol file serves both models"
 
 
 @pytest.mark.parametrize("override, key", [
@@ -111,13 +105,13 @@ def test_user_override_beats_interpolated_default():
 def test_bad_run_values_name_the_key(override, key):
     cfg = compose_config([override])
     with pytest.raises(ConfigError, match=f"'{key}'"):
-        validate(cfg)
+        check_config(cfg)
 
 
 def test_fp16_precision_needs_cuda():
     with pytest.raises(ConfigError, match="'precision'.*needs device=cuda"):
-        validate(compose_config(["precision=fp16", "device=cpu"]))
-    validate(compose_config(["precision=bf16", "device=cpu"]))
+        check_config(compose_config(["precision=fp16", "device=cpu"]))
+    check_config(compose_config(["precision=bf16", "device=cpu"]))
 
 
 def test_unknown_planner_name_lists_the_planners():
@@ -181,11 +175,9 @@ def test_paper_ablation_sweeps_every_row_at_the_first_long_horizon():
 
 @pytest.mark.parametrize("task", ["wall", "point_maze_medium", "pusht"])
 def test_paper_short_horizon_reuses_the_suite_model_closed_loop(task):
-    from grasp.pipeline import model_key
-
     cfg = compose_config([f"experiment=paper_short_horizon/{task}"], return_hydra_config=True)
     suite = compose_config([f"experiment=suite/{task}"])
-    assert model_key(cfg) == model_key(suite), "the suite's cached model serves the short horizons"
+    assert resolved(cfg).model_key == resolved(suite).model_key, "the suite's cached model serves the short horizons"
     assert cfg.hydra.sweeper.params.horizon.split(",") == ["10", "20", "30"]
     assert cfg.hydra.sweeper.params.planner.split(",") == ["grasp", "cem", "gd", "latco"]
     assert not cfg.eval.open_loop and cfg.eval.max_steps >= 2 * 30

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from conftest import REPO_ROOT, TINY, compose_config, run_cli
-from grasp import pipeline
-from grasp.config import ConfigError
+from grasp import runner
+from grasp.eval import runner as eval_runner
+from grasp.errors import ConfigError
 from grasp.eval.journal import JOURNAL_NAME, EpisodeJournal
 from grasp.eval.metrics import RESULT_COLUMNS, TIMING_COLUMNS
 
@@ -74,7 +75,7 @@ def test_batches_resume_and_determinism_in_process(tmp_path):
 
     def run(name: str, *extra: str) -> pd.DataFrame:
         cfg = compose_config(base + [f"paths.output_dir={tmp_path}/{name}", *extra])
-        pipeline.run(cfg, Path(cfg.paths.output_dir))
+        runner.run(cfg, Path(cfg.paths.output_dir))
         return pd.read_csv(tmp_path / name / "results.csv")
 
     first, second = run("a"), run("b")
@@ -86,17 +87,17 @@ def test_batches_resume_and_determinism_in_process(tmp_path):
     lines = journal.read_text().splitlines()
     journal.write_text("\n".join(lines[:4]) + "\n")  # header, episodes 0 and 1, episode 2 of batch [2, 3]
     planned = []
-    original = pipeline._evaluate_batch
+    original = eval_runner.evaluate_batch
 
-    def spy(cfg, task, planner, protocol, episodes, device, watch):
+    def spy(job, planner, protocol, episodes, watch):
         planned.append(list(episodes))
-        return original(cfg, task, planner, protocol, episodes, device, watch)
+        return original(job, planner, protocol, episodes, watch)
 
-    pipeline._evaluate_batch = spy
+    eval_runner.evaluate_batch = spy
     try:
         resumed = run("a", "resume=true")
     finally:
-        pipeline._evaluate_batch = original
+        eval_runner.evaluate_batch = original
     assert planned == [[2, 3], [4]], "finished batches are not planned again"
     pd.testing.assert_frame_equal(deterministic(resumed), deterministic(first))
     # episode 2's row is the one written before the interruption (recomputed identically)

@@ -15,7 +15,7 @@ from grasp.eval.oracle import oracle_key, oracle_success
 from grasp.eval.protocol import make_protocol
 from grasp.models.analytic import LinearWorldModel
 from grasp.models.readout import apply_linear_readout, fit_linear_readout
-from grasp.planners.mpc import run_mpc
+from grasp.eval.mpc import run_mpc
 from grasp.train.dataset import collect
 
 

@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_config
-from grasp.config import CONF_DIR
+from grasp.planners import build
 from grasp.planners.base import WarmStart, shift_plan
-from grasp.planners.mpc import run_mpc
+from grasp.eval.mpc import run_mpc
 from grasp.train.dataset import collect
 from grasp.train.trainer import build_world_model, train_world_model
 
@@ -27,9 +27,6 @@ def wall_model():
     return cfg, model
 
 
-def make_planner(name: str, model, horizon: int, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.load(CONF_DIR / "planner" / f"{name}.yaml"), {"horizon": horizon}, overrides)
-    return hydra.utils.instantiate(cfg, world_model=model, action_low=[-1.0, -1.0], action_high=[1.0, 1.0])
 
 
 def same_room_problems():
@@ -42,7 +39,7 @@ def test_mpc_reaches_goal_and_stops_on_success(wall_model):
     cfg, model = wall_model
     tasks = [hydra.utils.instantiate(cfg.env) for _ in range(2)]
     starts, goals = same_room_problems()
-    planner = make_planner("cem", model, horizon=10)
+    planner = build("cem", model, horizon=10)
     gen = torch.Generator().manual_seed(0)
     outcomes = run_mpc(tasks, planner, starts, goals, max_steps=40, replan_every=1, generator=gen)
     for task, start, goal, out in zip(tasks, starts, goals, outcomes):
@@ -64,7 +61,7 @@ def test_open_loop_executes_the_whole_plan_once(wall_model):
     cfg, model = wall_model
     tasks = [hydra.utils.instantiate(cfg.env) for _ in range(2)]
     starts, goals = same_room_problems()
-    planner = make_planner("gd", model, horizon=12, iterations=20)
+    planner = build("gd", model, horizon=12, iterations=20)
     outcomes = run_mpc(tasks, planner, starts, goals, max_steps=100, open_loop=True)
     for task, out, start in zip(tasks, outcomes, starts):
         assert out.plan_calls == 1 and out.steps == 12 and len(out.actions) == 12
@@ -76,7 +73,7 @@ def test_mpc_respects_step_budget_and_replan_interval(wall_model):
     tasks = [hydra.utils.instantiate(cfg.env)]
     starts = np.array([[-0.7, 0.7, 0.0, 0.0]])
     goals = np.array([[0.7, -0.7, 0.0, 0.0]])  # far, in the other room: not reachable in 9 steps
-    planner = make_planner("grasp", model, horizon=10, iterations=10, sync_every=5)
+    planner = build("grasp", model, horizon=10, iterations=10, sync_every=5)
     (out,) = run_mpc(tasks, planner, starts, goals, max_steps=9, replan_every=4)
     assert not out.success and out.steps == 9 and out.plan_calls == 3
 
@@ -104,7 +101,7 @@ def test_warm_start_shifts_states_and_rows_update_in_place():
 
 def test_mpc_hands_grasp_its_previous_virtual_states(wall_model):
     _, model = wall_model
-    planner = make_planner("grasp", model, horizon=8, iterations=10, sync_every=5, init="warm")
+    planner = build("grasp", model, horizon=8, iterations=10, sync_every=5, init="warm")
     seen = []
     original = planner._optimize
 

@@ -11,14 +11,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose_config
-from grasp import pipeline
+from conftest import TINY, compose_config, planner_config
+from grasp.config import config_options
+from grasp.planners import build
+from grasp import runner
 from grasp.models.analytic import LinearWorldModel
 from grasp.models.mlp import MLPWorldModel
 from grasp.planners.noise import NoiseStreams
 from grasp.train.trainer import NonFiniteTraining, build_world_model, read_resume_state, train_world_model
 from test_batching import BATCH_ATOL
-from test_planners import make_planner
 from test_resume import setting  # noqa: F401  (the tiny wall dataset and training config: 60 steps, saved every 20)
 
 
@@ -40,14 +41,14 @@ def integrator(cls=LinearWorldModel):
 #: problem 1 starts in the poisoned region; problems 0 and 2 never go near it
 STARTS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [-0.5, 0.5]])
 GOALS = torch.tensor([[0.4, 0.3], [10.2, 0.1], [-0.2, 0.1]])
-PLANNERS = ["grasp", "latco", "gd", "cem", "icem", "mppi"]
+PLANNERS = config_options("planner")
 
 
 @pytest.mark.parametrize("name", PLANNERS)
 def test_a_poisoned_problem_is_flagged_and_gets_a_finite_plan_while_the_others_plan_as_if_alone(name):
-    overrides = {"sync_every": 10} if name == "grasp" else {}
-    poisoned = make_planner(name, integrator(PoisonedIntegrator), horizon=8, iterations=20, **overrides)
-    clean = make_planner(name, integrator(), horizon=8, iterations=20, **overrides)
+    overrides = {"sync_every": 10} if "sync_every" in planner_config(name) else {}
+    poisoned = build(name, integrator(PoisonedIntegrator), horizon=8, iterations=20, **overrides)
+    clean = build(name, integrator(), horizon=8, iterations=20, **overrides)
     keys = [3, 4, 5]
     result = poisoned.plan(STARTS, GOALS, generator=NoiseStreams.from_seeds(keys))
     assert torch.isfinite(result.actions).all(), "MPC must never execute a NaN action"
@@ -73,7 +74,7 @@ class CliffIntegrator(LinearWorldModel):
 @pytest.mark.parametrize("name", ["grasp", "gd", "cem"])
 def test_nan_met_during_the_optimisation_keeps_the_best_finite_plan(name):
     overrides = {"sync": "none"} if name == "grasp" else {}
-    planner = make_planner(name, integrator(CliffIntegrator), horizon=5, iterations=40, **overrides)
+    planner = build(name, integrator(CliffIntegrator), horizon=5, iterations=40, **overrides)
     start, goal = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])  # needs actions of 2 in x: past the cliff
     result = planner.plan(start, goal, generator=torch.Generator().manual_seed(0))
     assert result.info["nonfinite"].tolist() == [True]
@@ -86,7 +87,7 @@ def test_nan_met_during_the_optimisation_keeps_the_best_finite_plan(name):
 def trained_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("nan_run")
     cfg = compose_config(TINY + [f"paths.root_dir={root}", f"paths.output_dir={root}/train", "stages=[collect,train]"])
-    pipeline.run(cfg, root / "train")
+    runner.run(cfg, root / "train")
     return root, next((root / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt"))
 
 
@@ -101,7 +102,7 @@ def test_a_run_whose_model_emits_nan_finishes_and_reports_it(trained_checkpoint,
     monkeypatch.setattr(MLPWorldModel, "step", nan_for_strong_pushes)
     cfg = compose_config(TINY + [f"paths.root_dir={root}", f"paths.output_dir={root}/eval", f"checkpoint={checkpoint}",
                                  "planner=cem", "eval.episodes=3"])
-    results = pipeline.run(cfg, Path(cfg.paths.output_dir))
+    results = runner.run(cfg, Path(cfg.paths.output_dir))
     on_disk = pd.read_csv(root / "eval" / "results.csv")
     assert len(on_disk) == 3 and (on_disk["nonfinite_plans"] >= 1).all(), "every episode's plans met the NaN"
     assert (on_disk["nonfinite_plans"] <= on_disk["plan_calls"]).all()

@@ -75,7 +75,7 @@ def test_a_state_dataset_round_trips_without_frames(wall, tmp_path):
     assert again.frames is None and again.meta == state_only.meta
     np.testing.assert_array_equal(again.states, state_only.states)
     assert all(part.frames is None for part in again.split(0.5))
-    with pytest.raises(ValueError, match="no frames: set data.frame_size"):
+    with pytest.raises(ValueError, match="dataset has no frames"):
         Episodes(pixel_model(2), again)
     with pytest.raises(ValueError, match="data.frame_size=0"):
         collect(wall, episodes=1, episode_len=1, policy="uniform", correlation=0.0, seed=0, progress=False,

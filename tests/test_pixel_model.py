@@ -53,6 +53,19 @@ def wall_frames():
     return torch.cat([previous, current], dim=2), torch.as_tensor(actions, dtype=torch.float32)
 
 
+class StackedEpisodes:
+    """Held-out episodes whose observations are given as ready frame stacks (N, L+1, C, S, S):
+    what `validation_metrics` reads of the trainer's Episodes."""
+
+    def __init__(self, obs: torch.Tensor, actions: torch.Tensor) -> None:
+        self.obs, self.actions = obs, actions
+        self.states = torch.zeros(*obs.shape[:2], 4)
+        self.episodes, self.length = actions.shape[:2]
+
+    def observations(self, episode: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        return self.obs[episode, time]
+
+
 def windows(obs: torch.Tensor, actions: torch.Tensor, episode: torch.Tensor, start: torch.Tensor, k: int):
     time = start[:, None] + torch.arange(k + 1)
     return obs[episode[:, None], time], actions[episode[:, None], time[:, :-1]]
@@ -62,7 +75,7 @@ def windows(obs: torch.Tensor, actions: torch.Tensor, episode: torch.Tensor, sta
 def test_shapes_and_any_leading_dims():
     torch.manual_seed(0)
     model = PixelWorldModel(4, 2, **TINY)
-    assert (model.observation, model.state_dim, model.task_state_dim, model.action_dim) == ("pixels", 8, 4, 2)
+    assert (model.latent, model.frame_size, model.state_dim, model.task_state_dim, model.action_dim) == (True, 64, 8, 4, 2)
     z = model.encode(frames((5,)))
     assert z.shape == (5, 8)
     assert model.encode(frames((3, 4))).shape == (3, 4, 8)
@@ -93,7 +106,7 @@ def test_training_loss_and_validation_metrics_report_their_parts():
     assert all(torch.is_tensor(v) and v.ndim == 0 and not v.requires_grad for v in parts.values())
     assert parts["loss"].item() == pytest.approx((parts["latent_pred_mse"] + 0.5 * parts["recon_mse"]).item(), rel=1e-5)
     assert loss.item() == pytest.approx(parts["loss"].item())
-    metrics = model.validation_metrics(frames((4, 6)), torch.zeros(4, 5, 2))
+    metrics = model.validation_metrics(StackedEpisodes(frames((4, 6)), torch.zeros(4, 5, 2)), 5)
     assert set(metrics) == {"val/one_step_mse", "val/rollout5_mse", "val/recon_mse"}
     assert model.training, "validation_metrics restores the training mode"
 
@@ -141,7 +154,8 @@ def test_training_on_wall_frames_lowers_held_out_loss(wall_frames, one_thread):
             spread = model.encode(held_out[0]).var(dim=(0, 1)).mean().item()
         model.train()
         return {"relative_pred_mse": parts["latent_pred_mse"].item() / spread, **{k: v.item() for k, v in parts.items()},
-                **model.validation_metrics(obs[train_episodes:], actions[train_episodes:])}
+                **model.validation_metrics(StackedEpisodes(obs[train_episodes:], actions[train_episodes:]),
+                                            actions.shape[1])}
 
     before = held_out_loss()
     # Adam with the trainer's cosine decay: the BatchNorm's running statistics (an average over

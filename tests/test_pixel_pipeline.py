@@ -12,8 +12,8 @@ import torch
 
 from conftest import REPO_ROOT, TINY, compose_config, run_cli
 from grasp.eval.pictures import episode_pictures
-from grasp.pipeline import build_planner, evaluation_protocol
-from grasp.planners.mpc import PixelObserver, run_mpc
+from grasp.job import build_planner, evaluation_protocol, resolve
+from grasp.eval.mpc import run_mpc
 from grasp.train.trainer import build_world_model
 from wandb_files import read_offline_run
 
@@ -36,11 +36,12 @@ def test_planning_from_images_never_reaches_the_encoder(planner, tmp_path):
     seen = []
     encode = model.encode
     model.encode = lambda obs: (seen.append(obs.requires_grad), encode(obs))[1]
-    protocol = evaluation_protocol(cfg, task)
+    job = resolve(cfg, task=task)
+    protocol = evaluation_protocol(job)
     try:
-        outcomes = run_mpc([task, hydra.utils.instantiate(cfg.env)], build_planner(cfg, model, task),
+        outcomes = run_mpc([task, hydra.utils.instantiate(cfg.env)], build_planner(job, model),
                            protocol.starts, protocol.goals, max_steps=4, replan_every=2,
-                           generator=torch.Generator().manual_seed(0), observer=PixelObserver(16, 2))
+                           generator=torch.Generator().manual_seed(0), observer=model.observer())
     finally:
         task.close()
     assert not touched, f"planning sent gradients into {touched[:3]}"

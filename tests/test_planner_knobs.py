@@ -8,16 +8,19 @@ import math
 import pytest
 import torch
 
-from grasp.config import CONF_DIR
+from conftest import compose_config, planner_config
+from grasp.config import config_options
+from grasp.errors import ConfigError
+from grasp.planners import build
 from grasp.models.analytic import LinearWorldModel
 from grasp.models.mlp import MLPWorldModel
 from grasp.planners.base import WarmStart
 from grasp.planners.grasp import grasp_energy
 from grasp.planners.sampling import colored_noise
 from grasp.planners.schedules import schedule_values
-from test_planners import final_distance, gen, make_planner, problems
+from test_planners import final_distance, gen, problems
 
-PLANNERS = sorted(p.stem for p in (CONF_DIR / "planner").glob("*.yaml"))
+PLANNERS = config_options("planner")
 DETERMINISTIC = dict(sigma_init=0.0, sigma_final=0.0, init_noise=0.0)
 
 
@@ -29,15 +32,15 @@ def double_integrator_problems(batch: int, distance: float, seed: int):
 
 # ---- every planner and preset runs through its YAML --------------------------------------------
 def test_the_planner_group_holds_the_suite_and_the_ablations():
-    assert {"grasp", "grasp_long", "gd", "cem", "icem", "mppi", "latco", "grasp_no_noise", "grasp_no_stopgrad",
-            "grasp_no_goal", "grasp_no_sync", "grasp_no_stopgrad_no_goal"} <= set(PLANNERS)
+    assert set(PLANNERS) == {"grasp", "grasp_long", "gd", "cem", "icem", "mppi", "latco"}
+    assert {"full", "no_noise", "no_stopgrad", "no_goal", "no_sync", "no_stopgrad_no_goal"} <= set(config_options("ablation"))
 
 
 @pytest.mark.parametrize("name", PLANNERS)
 def test_every_planner_config_plans_a_tiny_problem(name):
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=2, distance=0.3, seed=0)
-    planner = make_planner(name, model, horizon=5, iterations=4, **({"sync_every": 2} if "sync_every" in
+    planner = build(name, model, horizon=5, iterations=4, **({"sync_every": 2} if "sync_every" in
                                                                     _knobs(name) else {}))
     result = planner.plan(start, goal, generator=gen(0))
     assert result.actions.shape == (2, 5, 2) and result.info["final_cost"].shape == (2,)
@@ -48,22 +51,19 @@ def test_every_planner_config_plans_a_tiny_problem(name):
 
 
 def _knobs(name: str) -> set[str]:
-    from conftest import planner_config
-
     return set(planner_config(name).keys())
 
 
-@pytest.mark.parametrize("preset,knobs", [
-    ("grasp_no_noise", {"sigma_init": 0.0, "sigma_final": 0.0}),
-    ("grasp_no_stopgrad", {"alpha": 1.0}),
-    ("grasp_no_goal", {"gamma_init": 0.0, "gamma_final": 0.0}),
-    ("grasp_no_sync", {"sync": "none"}),
-    ("grasp_no_stopgrad_no_goal", {"alpha": 1.0, "gamma_init": 0.0, "gamma_final": 0.0}),
+@pytest.mark.parametrize("row,knobs", [
+    ("no_noise", {"sigma_init": 0.0, "sigma_final": 0.0}),
+    ("no_stopgrad", {"alpha": 1.0}),
+    ("no_goal", {"gamma_init": 0.0, "gamma_final": 0.0}),
+    ("no_sync", {"sync": "none"}),
+    ("no_stopgrad_no_goal", {"alpha": 1.0, "gamma_init": 0.0, "gamma_final": 0.0}),
+    ("full", {}),
 ])
-def test_ablation_presets_override_only_their_knobs(preset, knobs):
-    from conftest import planner_config
-
-    base, ablated = planner_config("grasp"), planner_config(preset)
+def test_ablation_rows_override_only_their_knobs(row, knobs):
+    base, ablated = compose_config(["planner=grasp"]).planner, compose_config(["planner=grasp", f"ablation={row}"]).planner
     differing = {k for k in base if base[k] != ablated[k]}
     assert differing == {k for k, v in knobs.items() if base[k] != v}
     assert all(ablated[k] == v for k, v in knobs.items())
@@ -75,7 +75,7 @@ def test_state_noise_touches_only_the_virtual_states():
     start, goal = problems(batch=3, distance=1.0, seed=1)
     start_copy, goal_copy = start.clone(), goal.clone()
     # lr 0: the states move by the noise alone, so its size is known: sigma * sqrt(iterations)
-    planner = make_planner("grasp", model, horizon=12, iterations=50, lr_states=0.0, lr_actions=0.0,
+    planner = build("grasp", model, horizon=12, iterations=50, lr_states=0.0, lr_actions=0.0,
                            sigma_init=0.2, sigma_final=0.2, sigma_schedule="constant", sync="none")
     result = planner.plan(start, goal, generator=gen(0))
     assert torch.equal(start, start_copy) and torch.equal(goal, goal_copy)
@@ -88,7 +88,7 @@ def test_state_noise_touches_only_the_virtual_states():
 def test_every_schedule_is_recorded_as_used():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=2, distance=1.0, seed=2)
-    planner = make_planner("grasp", model, horizon=10, iterations=30, sigma_init=0.04, sigma_final=0.0,
+    planner = build("grasp", model, horizon=10, iterations=30, sigma_init=0.04, sigma_final=0.0,
                            sigma_schedule="cosine", gamma_init=3.0, gamma_final=0.1, gamma_schedule="exp",
                            dynamics_weight_init=1.0, dynamics_weight_final=10.0, dynamics_weight_schedule="linear",
                            sync="none")
@@ -105,7 +105,7 @@ def test_every_schedule_is_recorded_as_used():
 def test_each_sync_lowers_the_true_rollout_cost(sync):
     model = LinearWorldModel.double_integrator(dim=2)
     start, goal = double_integrator_problems(4, 0.5, seed=5)
-    planner = make_planner("grasp", model, horizon=30, iterations=20, sync=sync, sync_every=10, sync_steps=20,
+    planner = build("grasp", model, horizon=30, iterations=20, sync=sync, sync_every=10, sync_steps=20,
                            sync_lr=0.1, sync_samples=128, sync_std=0.2, **DETERMINISTIC)
     info = planner.plan(start, goal, generator=gen(0)).info
     assert info["sync_cost"].shape == (2, 4) and info["sync_iteration"].tolist() == [9, 19]
@@ -121,8 +121,8 @@ def test_restarts_never_return_a_worse_plan_than_the_first(name):
     knobs = dict(iterations=20)
     if name == "grasp":
         knobs.update(sync_every=10, **DETERMINISTIC)
-    single = make_planner(name, model, horizon=20, **knobs).plan(start, goal, generator=gen(0))
-    multi = make_planner(name, model, horizon=20, restarts=4, restart_noise=0.5, **knobs).plan(
+    single = build(name, model, horizon=20, **knobs).plan(start, goal, generator=gen(0))
+    multi = build(name, model, horizon=20, restarts=4, restart_noise=0.5, **knobs).plan(
         start, goal, generator=gen(0))
     info = multi.info
     assert multi.actions.shape == (3, 20, 2) and info["restart_costs"].shape == (4, 3)
@@ -143,7 +143,7 @@ def final_distance_sq(model, start, actions, goal):
 def test_horizon_curriculum_grows_to_the_full_horizon():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=4, distance=1.0, seed=7)
-    planner = make_planner("grasp", model, horizon=40, iterations=90, curriculum=[0.25, 0.5], sync_every=30)
+    planner = build("grasp", model, horizon=40, iterations=90, curriculum=[0.25, 0.5], sync_every=30)
     assert planner.stage_horizons() == [10, 20, 40]
     result = planner.plan(start, goal, generator=gen(0))
     horizons = result.info["horizon"]
@@ -160,7 +160,7 @@ def test_chunked_gradients_equal_unchunked():
     free0 = torch.randn(3, 17, 2).clamp(-1, 1)
     grads = []
     for chunk in (None, 5, 1):
-        planner = make_planner("grasp", model, horizon=17, alpha=0.3, chunk_size=chunk)
+        planner = build("grasp", model, horizon=17, alpha=0.3, chunk_size=chunk)
         states, free = states0.clone().requires_grad_(True), free0.clone().requires_grad_(True)
         terms = planner.accumulate_gradients(start, states, free, goal, gamma=0.7, dyn_weight=1.5)
         grads.append((states.grad, free.grad, *terms))
@@ -168,7 +168,7 @@ def test_chunked_gradients_equal_unchunked():
         for a, b in zip(grads[0], other):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
     # and the whole plan follows
-    plans = [make_planner("grasp", model, horizon=17, iterations=25, chunk_size=c).plan(start, goal, generator=gen(1))
+    plans = [build("grasp", model, horizon=17, iterations=25, chunk_size=c).plan(start, goal, generator=gen(1))
              for c in (None, 4)]
     torch.testing.assert_close(plans[0].actions, plans[1].actions, atol=1e-5, rtol=1e-5)
 
@@ -178,10 +178,10 @@ def test_state_clip_keeps_virtual_states_in_range():
     start = torch.zeros(2, 2)
     goal = torch.full((2, 2), 0.5)
     far = torch.full((2, 19, 2), 5.0)  # a warm start far outside +-1
-    planner = make_planner("grasp", model, horizon=20, iterations=25, init="warm", state_clip=1.0)
+    planner = build("grasp", model, horizon=20, iterations=25, init="warm", state_clip=1.0)
     result = planner.plan(start, goal, warm_start=WarmStart(torch.zeros(2, 20, 2), far), generator=gen(0))
     assert result.states.abs().max() <= 1.0
-    loose = make_planner("grasp", model, horizon=20, iterations=25, init="warm")
+    loose = build("grasp", model, horizon=20, iterations=25, init="warm")
     assert loose.plan(start, goal, warm_start=WarmStart(torch.zeros(2, 20, 2), far), generator=gen(0)
                       ).states.abs().max() > 1.0
 
@@ -190,7 +190,7 @@ def test_tanh_parameterisation_keeps_bounds_and_solves():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=3, distance=1.2, seed=8)
     for name in ("grasp", "gd", "latco"):
-        planner = make_planner(name, model, horizon=20, low=-0.8, high=0.8, action_param="tanh")
+        planner = build(name, model, horizon=20, action_low=-0.8, action_high=0.8, action_param="tanh")
         actions = planner.plan(start, goal, generator=gen(0)).actions
         assert actions.abs().max() < 0.8
         assert (final_distance(model, start, actions, goal) < 0.1).all(), name
@@ -202,7 +202,7 @@ def test_virtual_state_inits(init):
     start, goal = torch.zeros(2, 2), torch.ones(2, 2)
     warm_actions = torch.full((2, 8, 2), 0.5)
     warm_states = torch.randn(2, 7, 2, generator=gen(0))
-    planner = make_planner("grasp", model, horizon=8, init=init)
+    planner = build("grasp", model, horizon=8, init=init)
     states = planner.initial_states(start, goal, warm_actions, warm_states)
     expected = {
         "interp": (torch.arange(1, 8)[:, None] / 8).expand(7, 2).expand(2, 7, 2),
@@ -211,7 +211,7 @@ def test_virtual_state_inits(init):
         "warm": warm_states,
     }[init]
     torch.testing.assert_close(states, expected)
-    noisy = make_planner("grasp", model, horizon=8, init=init, init_noise=0.1)
+    noisy = build("grasp", model, horizon=8, init=init, init_noise=0.1)
     assert (noisy.initial_states(start, goal, warm_actions, warm_states, gen(1)) - expected).std() > 0.05
 
 
@@ -221,8 +221,8 @@ def test_warm_start_off_ignores_the_previous_plan():
     warm = torch.full((2, 10, 2), -1.0)
     for name in ("grasp", "gd", "cem"):
         knobs = dict(iterations=10, **({"sync": "none"} if name == "grasp" else {}))
-        off = make_planner(name, model, horizon=10, warm_start=False, **knobs)
-        on = make_planner(name, model, horizon=10, **knobs)
+        off = build(name, model, horizon=10, warm_start=False, **knobs)
+        on = build(name, model, horizon=10, **knobs)
         plain = off.plan(start, goal, generator=gen(0)).actions
         assert torch.equal(off.plan(start, goal, warm_start=warm, generator=gen(0)).actions, plain)
         assert not torch.equal(on.plan(start, goal, warm_start=warm, generator=gen(0)).actions, plain)
@@ -231,19 +231,19 @@ def test_warm_start_off_ignores_the_previous_plan():
 def test_tolerance_stops_early_once_every_plan_is_good_enough():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=3, distance=0.5, seed=10)
-    grasp = make_planner("grasp", model, horizon=10, iterations=300, eval_every=5, tolerance=1e-3)
+    grasp = build("grasp", model, horizon=10, iterations=300, eval_every=5, tolerance=1e-3)
     info = grasp.plan(start, goal, generator=gen(0)).info
     assert info["iterations"] < 300 and info["iterations"] % 5 == 0
     assert (info["final_cost"] <= 1e-3).all() and info["rollout_cost"].shape == (info["iterations"] // 5, 3)
-    gd = make_planner("gd", model, horizon=10, iterations=300, tolerance=1e-4).plan(start, goal).info
+    gd = build("gd", model, horizon=10, iterations=300, tolerance=1e-4).plan(start, goal).info
     assert gd["iterations"] < 300 and (gd["final_cost"] <= 1e-4).all()
 
 
 def test_latco_is_grasp_with_noise_stopgrad_goal_and_sync_off():
     model = LinearWorldModel.double_integrator(dim=2)
     start, goal = double_integrator_problems(3, 0.6, seed=11)
-    latco = make_planner("latco", model, horizon=15, iterations=40)
-    grasp = make_planner("grasp", model, horizon=15, iterations=40, alpha=1.0, sigma_init=0.0, sigma_final=0.0,
+    latco = build("latco", model, horizon=15, iterations=40)
+    grasp = build("grasp", model, horizon=15, iterations=40, alpha=1.0, sigma_init=0.0, sigma_final=0.0,
                          gamma_init=0.0, gamma_final=0.0, sync="none", lr_actions=latco.lr_actions)
     a, b = latco.plan(start, goal, generator=gen(0)), grasp.plan(start, goal, generator=gen(5))
     assert torch.equal(a.actions, b.actions)
@@ -265,7 +265,7 @@ def test_energy_over_a_span_is_a_slice_of_the_whole():
 def test_gd_action_noise_is_seeded_and_annealed():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=2, distance=1.0, seed=12)
-    noisy = make_planner("gd", model, horizon=10, iterations=20, action_noise_init=0.1, action_noise_final=0.0,
+    noisy = build("gd", model, horizon=10, iterations=20, action_noise_init=0.1, action_noise_final=0.0,
                          action_noise_schedule="linear")
     a, b, c = (noisy.plan(start, goal, generator=gen(s)) for s in (0, 0, 1))
     assert torch.equal(a.actions, b.actions) and not torch.equal(a.actions, c.actions)
@@ -283,7 +283,7 @@ def test_colored_noise_is_unit_variance_and_correlated_in_time():
 
 def test_icem_shrinks_its_samples_and_keeps_elites():
     model = LinearWorldModel.single_integrator()
-    planner = make_planner("icem", model, horizon=8, samples=100, elites=10, sample_decay=2.0, keep_elites=0.5)
+    planner = build("icem", model, horizon=8, samples=100, elites=10, sample_decay=2.0, keep_elites=0.5)
     assert [planner.sample_count(k) for k in range(4)] == [100, 50, 25, 20]
     start, goal = problems(batch=2, distance=0.5, seed=13)
     result = planner.plan(start, goal, generator=gen(0))
@@ -294,13 +294,13 @@ def test_icem_shrinks_its_samples_and_keeps_elites():
 
 def test_mppi_temperature_interpolates_between_best_sample_and_average():
     model = LinearWorldModel.single_integrator()
-    planner = make_planner("mppi", model, horizon=4, temperature=1e-6)
+    planner = build("mppi", model, horizon=4, temperature=1e-6)
     cost = torch.tensor([[3.0, 1.0, 2.0]])
     assert torch.allclose(planner.weights(cost), torch.tensor([[0.0, 1.0, 0.0]]))
-    hot = make_planner("mppi", model, horizon=4, temperature=1e6)
+    hot = build("mppi", model, horizon=4, temperature=1e6)
     assert torch.allclose(hot.weights(cost), torch.full((1, 3), 1 / 3))
     start, goal = problems(batch=3, distance=0.5, seed=14)
-    result = make_planner("mppi", model, horizon=10, iterations=10).plan(start, goal, generator=gen(0))
+    result = build("mppi", model, horizon=10, iterations=10).plan(start, goal, generator=gen(0))
     assert (final_distance(model, start, result.actions, goal) < 0.1).all()
 
 
@@ -318,8 +318,8 @@ def test_mppi_temperature_interpolates_between_best_sample_and_average():
     ("grasp", dict(horizon=0), "planner.horizon=0"),
     ("grasp", dict(restarts=0), "planner.restarts=0"),
     ("gd", dict(action_noise_schedule="step"), "planner.action_noise_schedule='step'"),
-    ("gd", dict(low=[-1.0, -1.0, -1.0]), "action_low needs 1 or 2 entries"),
-    ("cem", dict(low=1.0, high=0.0), "action_low < action_high"),
+    ("gd", dict(action_low=[-1.0, -1.0, -1.0]), "action_low needs 1 or 2 entries"),
+    ("cem", dict(action_low=1.0, action_high=0.0), "action_low < action_high"),
     ("icem", dict(keep_elites=2.0), "planner.keep_elites=2.0"),
     ("mppi", dict(temperature=0.0), "planner.temperature=0.0"),
     ("grasp", dict(state_weights=[1.0, -1.0]), "planner.state_weights=-1.0"),
@@ -327,15 +327,14 @@ def test_mppi_temperature_interpolates_between_best_sample_and_average():
 def test_bad_knobs_fail_with_one_clear_message(name, knobs, message):
     model = LinearWorldModel.single_integrator()
     horizon = knobs.pop("horizon", 6)
-    with pytest.raises(Exception) as err:
-        make_planner(name, model, horizon=horizon, **knobs)
-    cause = err.value if isinstance(err.value, ValueError) else err.value.__cause__
-    assert isinstance(cause, ValueError) and message in str(cause), str(cause)
+    with pytest.raises(ConfigError, match="config section 'planner'") as err:
+        build(name, model, horizon=horizon, **knobs)
+    assert message in str(err.value), str(err.value)
 
 
 def test_mismatched_dims_fail_before_planning():
     model = LinearWorldModel.single_integrator()
-    planner = make_planner("grasp", model, horizon=6, sync="none")
+    planner = build("grasp", model, horizon=6, sync="none")
     with pytest.raises(ValueError, match=r"state0 and goal of shape \(B, 2\)"):
         planner.plan(torch.zeros(2, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"warm_start states must have shape \(2, 5, 2\)"):
@@ -345,7 +344,7 @@ def test_mismatched_dims_fail_before_planning():
 def test_snapshots_keep_the_virtual_states_of_evenly_spaced_iterations():
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=3, distance=0.3, seed=0)
-    planner = make_planner("grasp", model, horizon=6, iterations=10, snapshots=3, sync="none", **DETERMINISTIC)
+    planner = build("grasp", model, horizon=6, iterations=10, snapshots=3, sync="none", **DETERMINISTIC)
     result = planner.plan(start, goal, generator=gen(0))
     assert result.info["snapshot_iteration"] == [0, 4, 9]
     first, middle, last = result.info["snapshots"]
@@ -353,10 +352,10 @@ def test_snapshots_keep_the_virtual_states_of_evenly_spaced_iterations():
     torch.testing.assert_close(last, result.states.cpu())  # the last iteration's states are the plan's
     assert not torch.equal(first, last), "the states moved between the first and the last snapshot"
     # restarts keep each problem's best restart's snapshots
-    restarted = make_planner("grasp", model, horizon=6, iterations=10, snapshots=2, sync="none", restarts=3,
+    restarted = build("grasp", model, horizon=6, iterations=10, snapshots=2, sync="none", restarts=3,
                              **DETERMINISTIC).plan(start, goal, generator=gen(0))
     torch.testing.assert_close(restarted.info["snapshots"][-1], restarted.states.cpu())
-    assert "snapshots" not in make_planner("grasp", model, horizon=6, iterations=10, sync="none").plan(start, goal).info
+    assert "snapshots" not in build("grasp", model, horizon=6, iterations=10, sync="none").plan(start, goal).info
 
 
 @pytest.mark.parametrize("name", ["gd", "cem", "mppi"])
@@ -367,11 +366,11 @@ def test_shooting_planners_snapshot_the_predicted_states_of_their_current_plan(n
     model = LinearWorldModel.single_integrator()
     start, goal = problems(batch=3, distance=0.3, seed=0)
     knobs = {"lr": 0.02} if name == "gd" else {}
-    planner = make_planner(name, model, horizon=6, iterations=5, snapshots=3, **knobs)
+    planner = build(name, model, horizon=6, iterations=5, snapshots=3, **knobs)
     result = planner.plan(start, goal, generator=gen(0))
     assert result.info["snapshot_iteration"] == [0, 2, 4]
     first, _, last = result.info["snapshots"]
     assert first.shape == (3, 5, 2)
     torch.testing.assert_close(last, model.rollout(start, result.actions)[:, :-1])
     assert not torch.equal(first, last), "the plan moved between the first and the last snapshot"
-    assert "snapshots" not in make_planner(name, model, horizon=6, iterations=5).plan(start, goal).info
+    assert "snapshots" not in build(name, model, horizon=6, iterations=5).plan(start, goal).info

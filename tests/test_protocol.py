@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from conftest import TINY, compose_config
-from grasp.config import ConfigError
+from grasp.planners import build
+from grasp.errors import ConfigError
 from grasp.envs.base import Task
 from grasp.eval.metrics import summarize, wilson_interval
 from grasp.eval.protocol import Protocol, make_protocol
 from grasp.models.analytic import LinearWorldModel
-from grasp.pipeline import data_policy, evaluation_protocol
-from grasp.planners.mpc import run_mpc
+from grasp.job import evaluation_protocol, resolve
+from grasp.eval.mpc import run_mpc
 from grasp.envs.exploration import exploration_actions
-from test_planners import make_planner
 
 
 @pytest.fixture
@@ -44,12 +44,12 @@ def test_protocol_file_round_trips(tmp_path, wall):
 
 
 def test_every_planner_of_a_cell_gets_the_same_pairs_from_one_file(tmp_path, wall):
-    cem, gd = (evaluation_protocol(cell_config(tmp_path, f"planner={p}"), wall) for p in ("cem", "gd"))
+    cem, gd = (evaluation_protocol(resolve(cell_config(tmp_path, f"planner={p}"), task=wall)) for p in ("cem", "gd"))
     (path,) = (tmp_path / "outputs" / "cache" / "protocols" / "wall").glob("*.json")
     np.testing.assert_array_equal(cem.starts, gd.starts)
     np.testing.assert_array_equal(cem.goals, gd.goals)
     # another horizon is another cell, with its own file
-    evaluation_protocol(cell_config(tmp_path, "horizon=9"), wall)
+    evaluation_protocol(resolve(cell_config(tmp_path, "horizon=9"), task=wall))
     assert len(list(path.parent.glob("*.json"))) == 2
 
 
@@ -89,7 +89,7 @@ def test_a_bad_protocol_file_is_one_clear_error(tmp_path, wall, edit, message):
     edit(record)
     path.write_text(json.dumps(record))
     with pytest.raises(ConfigError, match=rf"eval.protocol: .*{path}.*{message}|eval.protocol: .*{message}"):
-        evaluation_protocol(cell_config(tmp_path, f"eval.protocol={path}"), wall)
+        resolve(cell_config(tmp_path, f"eval.protocol={path}"), task=wall)
 
 
 def test_truncated_protocol_file_is_one_clear_error(tmp_path, wall):
@@ -97,14 +97,14 @@ def test_truncated_protocol_file_is_one_clear_error(tmp_path, wall):
     make_protocol(wall, episodes=2, seed=0, horizon=6).save(path)
     path.write_text(path.read_text()[:50])
     with pytest.raises(ConfigError, match="not a readable protocol"):
-        evaluation_protocol(cell_config(tmp_path, f"eval.protocol={path}"), wall)
+        resolve(cell_config(tmp_path, f"eval.protocol={path}"), task=wall)
 
 
 def test_data_policy_auto_and_scripted(tmp_path, wall):
-    assert data_policy(cell_config(tmp_path), wall) == "colored"  # auto -> the wall's default
-    assert data_policy(cell_config(tmp_path, "data.policy=uniform"), wall) == "uniform"
+    assert resolve(cell_config(tmp_path), task=wall).data_policy == "colored"  # auto -> the wall's default
+    assert resolve(cell_config(tmp_path, "data.policy=uniform"), task=wall).data_policy == "uniform"
     with pytest.raises(ConfigError, match="data.policy=scripted: env 'wall' has no scripted"):
-        data_policy(cell_config(tmp_path, "data.policy=scripted"), wall)
+        resolve(cell_config(tmp_path, "data.policy=scripted"), task=wall).data_policy
 
 
 def test_wilson_interval_known_values():
@@ -165,10 +165,10 @@ def test_divergence_is_zero_for_an_exact_model_and_grows_with_model_error():
     tasks = [LinearTask(exact) for _ in range(2)]
     starts = np.array([[0.0, 0.0, 0.0, 0.0], [0.5, -0.5, 0.0, 0.0]])
     goals = np.array([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    planner = make_planner("gd", exact, horizon=6, iterations=5)
+    planner = build("gd", exact, horizon=6, iterations=5)
     outcomes = run_mpc(tasks, planner, starts, goals, max_steps=6, replan_every=3)
     assert all(o.steps == 6 and o.divergence < 1e-6 for o in outcomes)
     wrong = LinearWorldModel(exact.A, 1.5 * exact.B)  # actions 50 % too strong in the model
-    outcomes = run_mpc(tasks, make_planner("gd", wrong, horizon=6, iterations=5), starts, goals, max_steps=6,
+    outcomes = run_mpc(tasks, build("gd", wrong, horizon=6, iterations=5), starts, goals, max_steps=6,
                        replan_every=3)
     assert all(o.divergence > 1e-3 and o.max_divergence >= o.divergence for o in outcomes)

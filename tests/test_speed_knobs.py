@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grasp.planners import build
 from grasp.models.mlp import MLPWorldModel
 from grasp.utils import AUTOCAST_DTYPES, compile_world_model
-from test_planners import gen, make_planner
+from test_planners import gen
 
 
 def tiny_model() -> MLPWorldModel:
@@ -23,7 +24,7 @@ def test_precision_autocasts_the_optimisation_only(name, precision):
     model = tiny_model()
     dtypes: list[torch.dtype] = []
     model.net.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
-    planner = make_planner(name, model, horizon=5, iterations=3, **(dict(sync="none") if name == "grasp" else {}))
+    planner = build(name, model, horizon=5, iterations=3, **(dict(sync="none") if name == "grasp" else {}))
     planner.autocast_dtype = AUTOCAST_DTYPES[precision]
     result = planner.plan(torch.zeros(2, 3), torch.ones(2, 3), generator=gen(0))
     expected = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -40,6 +41,6 @@ def test_compiled_step_matches_the_eager_step_and_plans_alike():
     for batch in (4, 7):  # dynamic shapes: no error, same values
         state, action = torch.randn(batch, 3), torch.randn(batch, 2)
         torch.testing.assert_close(compiled.step(state, action), eager.step(state, action), atol=1e-5, rtol=1e-5)
-    plans = [make_planner("gd", model, horizon=4, iterations=3).plan(torch.zeros(2, 3), torch.ones(2, 3))
+    plans = [build("gd", model, horizon=4, iterations=3).plan(torch.zeros(2, 3), torch.ones(2, 3))
              for model in (eager, compiled)]
     torch.testing.assert_close(plans[1].actions, plans[0].actions, atol=1e-4, rtol=1e-4)

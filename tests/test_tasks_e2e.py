@@ -9,7 +9,7 @@ import pytest
 
 from grasp.config import CONF_DIR
 from grasp.eval.metrics import RESULT_COLUMNS
-from grasp.pipeline import run
+from grasp.runner import run
 
 ENVS = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
 

@@ -10,7 +10,7 @@ import torch
 from conftest import compose_config
 from grasp.envs.exploration import exploration_actions
 from grasp.train.dataset import TrajectoryDataset, collect, load_or_collect
-from grasp.train.trainer import build_world_model, load_checkpoint, save_checkpoint, train_world_model, validate
+from grasp.train.trainer import build_world_model, held_out_metrics, load_checkpoint, save_checkpoint, train_world_model
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_training_lowers_validation_error_and_checkpoint_round_trips(wall_data, 
     train, _ = data.split(0.1)
     s, _, s_next = (torch.as_tensor(x) for x in train.transitions())
     model.fit_normalization(s, s_next)
-    before = validate(model, val, 5)
+    before = held_out_metrics(model, val, 5)
     result = train_world_model(model, data, train_cfg, 0.1, progress=False)
     after = result["final"]
     assert after["val/one_step_mse"] < 0.5 * before["val/one_step_mse"]
@@ -121,8 +121,8 @@ def test_state_margin_holds_rollouts_inside_the_data_box(margin):
 
 
 def test_state_margin_must_be_null_or_non_negative():
-    from grasp.config import ConfigError
-    from grasp.pipeline import instantiate_checked
+    from grasp.errors import ConfigError
+    from grasp.job import instantiate_checked
 
     with pytest.raises(ConfigError, match="world_model.state_margin=-1: allowed null"):
         instantiate_checked(compose_config(["world_model.state_margin=-1"]).world_model, "world_model",

@@ -29,7 +29,7 @@ Contacts of the block (with the pusher and the walls) use ``block_friction``.
 State. ``[pusher_x, pusher_y, block_x, block_y, cos(block_angle), sin(block_angle), pusher_vx,
 pusher_vy, block_vx, block_vy, block_vangle]``: the angle enters as its cosine and sine, so the state
 is a continuous function of the pose (a wrapped angle jumps by 2 pi, which a learned model cannot
-follow: rollouts of an MLP trained on wrapped angles ran off to 1e5 within ten steps).
+follow; docs/benchmarks/README.md says what it did to an MLP).
 ``block_pose(state)`` gives ``(x, y, angle)`` back and ``make_state`` builds a state from poses.
 
 Goal and success. ``goal_dims = (2, 3, 4, 5)``: the block pose. Success, as DINO-WM's Push-T, is a
@@ -47,119 +47,9 @@ import mujoco
 import numpy as np
 
 from grasp.envs.base import Task
+from grasp.envs.pusht_geometry import (BAR, BAR_AREA, BLOCK_GYRATION, BLOCK_RADIUS, MJCF, OUTLINE, PUSHER_RADIUS, PX,  # noqa: F401
+                                       STEM, STEM_AREA, block_distance, block_pose, make_state, rotation, wrap_angle)
 from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
-
-#: one unit of this task in the original's pixels
-PX = 256.0
-
-
-def _px(value: float) -> float:
-    return value / PX
-
-
-# The T in pixels: the bar spans y in [-30, 0] below the top edge, the stem y in [-120, -30].
-_BAR_AREA, _STEM_AREA = 120 * 30, 30 * 90
-#: centroid below the top edge of the bar, px
-_CENTROID_DEPTH = (_BAR_AREA * 15 + _STEM_AREA * 75) / (_BAR_AREA + _STEM_AREA)
-#: (centre, half sizes) of the bar and the stem in the block frame (origin at the centroid), units
-BAR = (np.array([0.0, _px(_CENTROID_DEPTH - 15)]), np.array([_px(60), _px(15)]))
-STEM = (np.array([0.0, _px(_CENTROID_DEPTH - 75)]), np.array([_px(15), _px(45)]))
-#: the T's outline, counter-clockwise, in the block frame (units)
-OUTLINE = np.array([(-60, 0), (-60, -30), (-15, -30), (-15, -120), (15, -120), (15, -30), (60, -30), (60, 0)],
-                   dtype=np.float64) / PX + np.array([0.0, _px(_CENTROID_DEPTH)])
-#: largest distance of a point of the T from its centroid
-BLOCK_RADIUS = float(np.max(np.linalg.norm(OUTLINE, axis=1)))
-
-
-def _radius_of_gyration() -> float:
-    second_moment = 0.0
-    for (centre, half), area in ((BAR, _BAR_AREA), (STEM, _STEM_AREA)):
-        second_moment += area * ((4 * half @ half) / 12 + centre @ centre)
-    return math.sqrt(second_moment / (_BAR_AREA + _STEM_AREA))
-
-
-#: radius of gyration of the (uniform) T about its centroid, units
-BLOCK_GYRATION = _radius_of_gyration()
-#: the original's pusher radius, units
-PUSHER_RADIUS = _px(15)
-
-_XML = """
-<mujoco model="pusht">
-  <option timestep="{timestep}" gravity="0 0 0" integrator="implicitfast"/>
-  <visual>
-    <global offwidth="512" offheight="512"/>
-    <headlight ambient="0.5 0.5 0.5" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
-  </visual>
-  <asset><material name="matte" specular="0" shininess="0" reflectance="0"/></asset>
-  <default><geom friction="0.1 0.005 0.0001" material="matte" rgba="0.35 0.3 0.25 1"/></default>
-  <worldbody>
-    <camera name="top" pos="0 0 {cam_height}" xyaxes="1 0 0 0 1 0" fovy="45"/>
-    <geom name="floor" type="plane" size="{floor} {floor} 0.1" rgba="0.95 0.95 0.95 1" contype="0" conaffinity="0"/>
-    <geom name="wall_right" type="box" pos="{wall_pos} 0 0.05" size="{half_t} {wall_len} 0.05"/>
-    <geom name="wall_left" type="box" pos="-{wall_pos} 0 0.05" size="{half_t} {wall_len} 0.05"/>
-    <geom name="wall_top" type="box" pos="0 {wall_pos} 0.05" size="{wall_len} {half_t} 0.05"/>
-    <geom name="wall_bottom" type="box" pos="0 -{wall_pos} 0.05" size="{wall_len} {half_t} 0.05"/>
-    <body name="goal" mocap="true" pos="0 0 0.001">
-      <geom name="goal_bar" type="box" pos="0 {bar_y} 0" size="{bar_hx} {bar_hy} 0.001" rgba="0.3 0.8 0.3 0.5"
-            contype="0" conaffinity="0" group="{goal_group}"/>
-      <geom name="goal_stem" type="box" pos="0 {stem_y} 0" size="{stem_hx} {stem_hy} 0.001" rgba="0.3 0.8 0.3 0.5"
-            contype="0" conaffinity="0" group="{goal_group}"/>
-    </body>
-    <body name="pusher" pos="0 0 0.05">
-      <joint name="pusher_x" type="slide" axis="1 0 0" damping="{pusher_gain}"/>
-      <joint name="pusher_y" type="slide" axis="0 1 0" damping="{pusher_gain}"/>
-      <geom name="pusher" type="sphere" size="{pusher_radius}" mass="{pusher_mass}" rgba="0.25 0.41 0.88 1"/>
-    </body>
-    <body name="block" pos="0 0 0.05">
-      <joint name="block_x" type="slide" axis="1 0 0" damping="{block_damping}" frictionloss="{block_frictionloss}"/>
-      <joint name="block_y" type="slide" axis="0 1 0" damping="{block_damping}" frictionloss="{block_frictionloss}"/>
-      <joint name="block_yaw" type="hinge" axis="0 0 1" damping="{block_damping_yaw}"
-             frictionloss="{block_frictionloss_yaw}"/>
-      <geom name="bar" type="box" pos="0 {bar_y} 0" size="{bar_hx} {bar_hy} 0.05" mass="{bar_mass}"
-            friction="{block_friction} 0.005 0.0001" priority="1" rgba="0.47 0.53 0.6 1"/>
-      <geom name="stem" type="box" pos="0 {stem_y} 0" size="{stem_hx} {stem_hy} 0.05" mass="{stem_mass}"
-            friction="{block_friction} 0.005 0.0001" priority="1" rgba="0.47 0.53 0.6 1"/>
-    </body>
-  </worldbody>
-  <actuator>
-    <motor joint="pusher_x" gear="{gear}" ctrllimited="true" ctrlrange="-1 1"/>
-    <motor joint="pusher_y" gear="{gear}" ctrllimited="true" ctrlrange="-1 1"/>
-  </actuator>
-</mujoco>
-"""
-
-
-def wrap_angle(angle):
-    """Angles wrapped to (-pi, pi]; works on arrays."""
-    return np.pi - np.mod(np.pi - np.asarray(angle, dtype=np.float64), 2 * np.pi)
-
-
-def block_pose(state: np.ndarray) -> np.ndarray:
-    """The block's (x, y, angle in (-pi, pi]) of (..., 11) states."""
-    state = np.asarray(state, dtype=np.float64)
-    return np.concatenate([state[..., 2:4], np.arctan2(state[..., 5], state[..., 4])[..., None]], axis=-1)
-
-
-def make_state(pusher=(0.0, 0.0), block=(0.0, 0.0, 0.0), velocity=(0.0,) * 5) -> np.ndarray:
-    """A state from the pusher position, the block pose (x, y, angle) and the five joint velocities
-    (pusher vx, vy, block vx, vy, vangle)."""
-    x, y, angle = (float(v) for v in block)
-    return np.array([*pusher, x, y, math.cos(angle), math.sin(angle), *velocity], dtype=np.float64)
-
-
-def _rotation(angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, -s], [s, c]])
-
-
-def block_distance(point: np.ndarray, block_pose: np.ndarray) -> float:
-    """Distance from a world point (x, y) to the T at pose (x, y, angle); negative inside."""
-    local = _rotation(block_pose[2]).T @ (np.asarray(point, dtype=np.float64) - block_pose[:2])
-    dists = []
-    for centre, half in (BAR, STEM):
-        q = np.abs(local - centre) - half
-        dists.append(float(np.linalg.norm(np.maximum(q, 0.0)) + min(q.max(), 0.0)))
-    return min(dists)
 
 
 class _PushPlan:
@@ -245,12 +135,12 @@ class PushTTask(Task):
         self.step_length = self.pusher_speed * self.timestep * self.frame_skip
 
         half_t = wall_thickness / 2
-        total = _BAR_AREA + _STEM_AREA
-        xml = _XML.format(
+        total = BAR_AREA + STEM_AREA
+        xml = MJCF.format(
             timestep=timestep, cam_height=(1.0 + wall_thickness) / math.tan(math.radians(22.5)), floor=1.2,
             half_t=half_t, wall_pos=1.0 + half_t, wall_len=1.0 + wall_thickness,
             bar_y=BAR[0][1], bar_hx=BAR[1][0], bar_hy=BAR[1][1], stem_y=STEM[0][1], stem_hx=STEM[1][0],
-            stem_hy=STEM[1][1], bar_mass=block_mass * _BAR_AREA / total, stem_mass=block_mass * _STEM_AREA / total,
+            stem_hy=STEM[1][1], bar_mass=block_mass * BAR_AREA / total, stem_mass=block_mass * STEM_AREA / total,
             block_friction=block_friction, block_damping=block_damping,
             block_damping_yaw=block_damping * BLOCK_GYRATION**2, block_frictionloss=block_frictionloss,
             block_frictionloss_yaw=block_frictionloss * BLOCK_GYRATION, pusher_radius=pusher_radius,
@@ -352,7 +242,7 @@ class PushTTask(Task):
         free and inside the arena."""
         edges = np.roll(OUTLINE, -1, axis=0) - OUTLINE
         lengths = np.linalg.norm(edges, axis=1)
-        rot = _rotation(block[2])
+        rot = rotation(block[2])
         reach = 1.0 - self.pusher_radius - self.margin
         for _ in range(20):
             k = int(rng.choice(len(edges), p=lengths / lengths.sum()))
@@ -379,11 +269,11 @@ class PushTTask(Task):
         if plan is None:  # no free contact point (block jammed against walls): wander
             return rng.uniform(-1.0, 1.0, 2)
         if plan.phase == "approach":
-            rot = _rotation(block[2])
+            rot = rotation(block[2])
             normal = rot @ plan.normal
             approach = block[:2] + rot @ plan.point + normal * (self.pusher_radius + self.POLICY_GAP)
             if np.linalg.norm(approach - pusher) < max(0.03, 0.3 * self.step_length):
-                turn = _rotation(rng.uniform(-self.POLICY_SPREAD, self.POLICY_SPREAD))
+                turn = rotation(rng.uniform(-self.POLICY_SPREAD, self.POLICY_SPREAD))
                 travel = self.POLICY_GAP + rng.uniform(*self.POLICY_DEPTH)
                 plan.phase, plan.end = "push", pusher + turn @ (-normal) * travel
                 plan.steps = int(math.ceil(travel / (0.7 * self.step_length))) + 1

@@ -17,8 +17,9 @@ def goal_option(show_goal: bool) -> mujoco.MjvOption:
     return option
 
 
-#: frames are drawn without shadows and reflections: on dm-control's point_mass they took a 64 px
-#: frame from ~4 ms to ~17 ms, and they show a pixel model nothing the objects themselves do not
+#: frames are drawn without shadows and reflections: they cost several times a plain frame (docs/
+#: benchmarks/README.md, "Measurements behind code choices") and show a pixel model nothing the
+#: objects themselves do not
 EFFECTS = False
 
 

@@ -52,7 +52,7 @@ class WallTask(PlanarPointState, Task):
     state_dim = 4
     env_action_dim = 2
     goal_dims = (0, 1)
-    version = 2  # 2: frames without shadows (a shadow map made a 64 px frame cost ~60 ms)
+    version = 2  # 2: frames without shadows (why: docs/benchmarks/README.md)
 
     def __init__(self, door_center: float = 0.0, door_width: float = 0.35, arena_half: float = 1.0,
                  wall_thickness: float = 0.06, agent_radius: float = 0.05, mass: float = 1.0,

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from grasp.config import ConfigError
+from grasp.errors import ConfigError
 from grasp.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _unplain(value: Any) -> Any:
 
 class EpisodeJournal:
     """Rows of one evaluation keyed by episode index, under a config key (the hash of everything
-    that decides the results, see pipeline.evaluation_key)."""
+    that decides the results, see grasp.keys.evaluation_key)."""
 
     def __init__(self, path: str | Path, key: str, episodes: int) -> None:
         self.path, self.key, self.episodes = Path(path), str(key), int(episodes)

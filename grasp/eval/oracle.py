@@ -72,7 +72,7 @@ def fit_state_readout(model: WorldModel, train: TrajectoryDataset, val: Trajecto
                       seed: int = 0) -> dict[str, float]:
     """Fit a latent model's `state_readout` on a fixed sample of training observations and
     return its held-out RMSE (task units, every state entry); state models need none ({})."""
-    if model.observation == "state":
+    if not model.latent:
         return {}
     was_training = model.training
     model.eval()

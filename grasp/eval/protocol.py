@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from grasp.config import GOAL_SOURCES
 from grasp.envs.base import Task
 from grasp.envs.exploration import policy_steps
 from grasp.utils import atomic_path, derive_seed
@@ -24,7 +25,6 @@ from grasp.utils import atomic_path, derive_seed
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-GOAL_SOURCES = ("random", "rollout")
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -142,8 +142,3 @@ def load_or_make_protocol(path: Path, task: Task, episodes: int, seed: int, hori
         log.info("evaluate: wrote start/goal pairs %s (%d episodes, goals: %s)", path, episodes, goal_source)
         return protocol
 
-
-def start_goal_pairs(task: Task, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(starts (N, D), goals (N, D), per-episode seeds) from the task's own sampler."""
-    protocol = make_protocol(task, episodes, seed, horizon=0, goal_source="random")
-    return protocol.starts, protocol.goals, protocol.episode_seeds

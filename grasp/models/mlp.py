@@ -55,20 +55,6 @@ class MLPWorldModel(WorldModel):
         return loss, {}
 
     @torch.no_grad()
-    def validation_metrics(self, states: torch.Tensor, actions: torch.Tensor, rollout_len: int) -> dict[str, float]:
-        """One-step MSE (normalised) over held-out episodes (N, L+1, D), and the error after an
-        open-loop rollout of `rollout_len` steps from every start (normalised MSE, raw RMSE)."""
-        one_step = torch.mean((self.step(self.encode(states[:, :-1]), actions) - self.encode(states[:, 1:])) ** 2)
-        n_starts = states.shape[1] - rollout_len
-        windows = torch.stack([actions[:, i : i + rollout_len] for i in range(n_starts)], dim=1)
-        targets = states[:, rollout_len : rollout_len + n_starts]
-        predicted = self.rollout(self.encode(states[:, :n_starts]), windows)[..., -1, :]
-        multi_norm = torch.mean((predicted - self.encode(targets)) ** 2).item()
-        multi_raw = torch.sqrt(torch.mean((self.decode(predicted) - targets) ** 2)).item()
-        return {"val/one_step_mse": one_step.item(), f"val/rollout{rollout_len}_mse": multi_norm,
-                f"val/rollout{rollout_len}_rmse_raw": multi_raw}
-
-    @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, next_states: torch.Tensor, eps: float = 1e-6) -> None:
         """Set statistics from raw transitions (N, D): states first, then residuals in that space."""
         self.state_mean.copy_(states.mean(0))

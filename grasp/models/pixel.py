@@ -12,9 +12,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from grasp.models.base import WorldModel
+from grasp.models.mlp import ACTIVATIONS
+from grasp.models.observation import FrameStackObserver
 from grasp.models.readout import apply_linear_readout
 
-ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -44,7 +45,7 @@ class PixelWorldModel(WorldModel):
     into the encoder, is the regulariser that keeps latents informative.
     """
 
-    observation = "pixels"
+    latent = True
 
     def __init__(self, state_dim: int, action_dim: int, latent_dim: int = 32, frame_size: int = 64,
                  history: int = 2, channels: int = 32, hidden_dim: int = 256, depth: int = 2,
@@ -104,6 +105,9 @@ class PixelWorldModel(WorldModel):
         #: training (grasp.models.readout) and saved with the checkpoint; None until then
         self.state_readout: torch.Tensor | None = None
 
+    def observer(self) -> FrameStackObserver:
+        return FrameStackObserver(self.frame_size, self.history)
+
     # ---- the planner's interface -----------------------------------------------------------
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         """(..., history * 3, S, S) frame stacks -> (..., latent_dim) latents."""
@@ -143,6 +147,10 @@ class PixelWorldModel(WorldModel):
         """The task state read out of latents (..., latent_dim) by the fitted linear readout."""
         return None if self.state_readout is None else apply_linear_readout(self.state_readout, state)
 
+    def prediction_gap(self, predicted, seen, reached, distance):
+        """The RMS over latent entries between predicted latents and the encoded frames seen."""
+        return (predicted - self.encode(seen)).pow(2).mean(-1).sqrt().cpu().numpy()
+
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """z' = z + net([z, a]); leading dims of z and a broadcast."""
         lead = torch.broadcast_shapes(state.shape[:-1], action.shape[:-1])
@@ -171,10 +179,14 @@ class PixelWorldModel(WorldModel):
         return loss, {"loss": loss.detach(), "latent_pred_mse": pred.detach(), "recon_mse": recon.detach()}
 
     @torch.no_grad()
-    def validation_metrics(self, obs: torch.Tensor, actions: torch.Tensor) -> dict[str, float]:
-        """On held-out windows obs (B, L+1, C, S, S), actions (B, L, A), in eval mode: latent
-        one-step MSE, latent MSE after an open-loop rollout of L steps from obs[:, 0], and the
-        reconstruction MSE of every current frame."""
+    def validation_metrics(self, episodes, rollout_len: int) -> dict[str, float]:
+        """On each held-out episode's first window of L = min(rollout_len, episode length) steps,
+        in eval mode: latent one-step MSE, latent MSE after an open-loop rollout of L steps from
+        the first observation, and the reconstruction MSE of every current frame."""
+        span = min(int(rollout_len), episodes.length)
+        index = torch.arange(episodes.episodes, device=episodes.states.device)
+        time = torch.arange(span + 1, device=index.device).expand(len(index), -1)
+        obs, actions = episodes.observations(index[:, None].expand_as(time), time), episodes.actions[:, :span]
         was_training = self.training
         self.eval()
         try:
@@ -186,4 +198,4 @@ class PixelWorldModel(WorldModel):
         finally:
             self.train(was_training)
         values = torch.stack([one_step, rollout, recon]).tolist()
-        return dict(zip(("val/one_step_mse", f"val/rollout{actions.shape[1]}_mse", "val/recon_mse"), values))
+        return dict(zip(("val/one_step_mse", f"val/rollout{span}_mse", "val/recon_mse"), values))

@@ -27,29 +27,70 @@ from grasp.models.base import WorldModel
 from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 
-#: 1-D info entries with one value per problem (other 1-D entries are per-iteration curves)
-PROBLEM_KEYS = ("final_cost", "restart_cost_std", "best_restart", "nonfinite")
+class PlanInfo(dict):
+    """A plan's diagnostics, read as a dict (info["sigma"]), with every tensor entry declared by
+    the planner that wrote it, so readers never guess from a shape:
 
+    - curves (`add_curves`): one value per optimisation iteration, (iters,) for the whole batch
+      or (iters, B) per problem;
+    - events (`add_events`): values at some iterations only, (k,) or (k, B), whose iterations
+      are the entry named `at`;
+    - per-problem values (`add_per_problem`): (..., B), one per problem on the last axis
+      (final_cost, nonfinite, restart_costs (R, B), ...);
+    - snapshots (`add_snapshots`): a list of (B, T-1, D) states and the iterations they were taken at;
+    - anything set plainly (info["iterations"] = n) is batch-wide.
+    """
 
-def select_problems(info: dict[str, Any], rows) -> dict[str, Any]:
-    """The info of some problems: per-problem entries (2-D curves (iters, B) and the 1-D
-    PROBLEM_KEYS) indexed by `rows` (an index tensor, or an int for one problem); batch-wide
-    curves and scalars kept as they are."""
-    picked: dict[str, Any] = {}
-    for key, value in info.items():
-        if key == "snapshots":  # a list of (B, T - 1, D) state tensors
-            picked[key] = [snapshot[rows] for snapshot in value]
-            continue
-        per_problem = torch.is_tensor(value) and (value.ndim == 2 or (value.ndim == 1 and key in PROBLEM_KEYS))
-        picked[key] = value[..., rows] if per_problem else value
-    return picked
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.curves: set[str] = set()
+        self.events: dict[str, str] = {}  # event -> the entry holding its iterations
+        self.per_problem: set[str] = set()
+
+    def add_curves(self, per_problem: bool, **curves: Any) -> None:
+        self.update(curves)
+        self.curves.update(curves)
+        if per_problem:
+            self.per_problem.update(curves)
+
+    def add_events(self, at: str, per_problem: bool, **events: Any) -> None:
+        self.update(events)
+        self.events.update(dict.fromkeys(events, at))
+        if per_problem:
+            self.per_problem.update(events)
+
+    def add_per_problem(self, **values: Any) -> None:
+        self.update(values)
+        self.per_problem.update(values)
+
+    def add_snapshots(self, snapshots: list[torch.Tensor], iterations: list[int]) -> None:
+        """States after some iterations (a list: the horizon may grow between them)."""
+        if snapshots:
+            self.update(snapshots=snapshots, snapshot_iteration=iterations[: len(snapshots)])
+
+    def per_problem_series(self) -> list[str]:
+        """The curves and events with a value per problem: where a problem's NaN/Inf shows."""
+        return [key for key in self.per_problem if key in self.curves or key in self.events]
+
+    def select(self, rows) -> "PlanInfo":
+        """The info of some problems (`rows`: an index tensor, or an int for one problem):
+        per-problem entries indexed, batch-wide ones kept."""
+        picked = PlanInfo()
+        picked.curves, picked.events = set(self.curves), dict(self.events)
+        picked.per_problem = set(self.per_problem) if not isinstance(rows, int) else set()
+        for key, value in self.items():
+            if key == "snapshots":
+                picked[key] = [snapshot[rows] for snapshot in value]
+            else:
+                picked[key] = value[..., rows] if key in self.per_problem else value
+        return picked
 
 
 @contextlib.contextmanager
 def frozen_parameters(module: torch.nn.Module) -> Iterator[None]:
     """Planners differentiate through the model, never into its weights: with requires_grad off
-    autograd skips the weight gradients (about a quarter of a GRASP iteration at B=64, T=100 on a
-    CPU). The flags are restored afterwards, since the same model may be trained in this process."""
+    autograd skips the weight gradients (what that saves: docs/benchmarks/README.md). The flags
+    are restored afterwards, since the same model may be trained in this process."""
     trainable = [p for p in module.parameters() if p.requires_grad]
     for p in trainable:
         p.requires_grad_(False)
@@ -91,18 +132,17 @@ class WarmStart:
 class PlanResult:
     """actions (B, T, A); states: final virtual states (B, T-1, D) of lifted planners, else None.
 
-    info holds per-iteration curves, shaped (iters,) when aggregated over the batch or
-    (iters, B) per problem; per-problem summaries (B,) named in PROBLEM_KEYS (final_cost: the
-    true rollout cost of the returned actions); with restarts, restart_costs (R, B),
-    restart_cost_std and best_restart (B,); plan_time (seconds); and python scalars
-    (iterations: the iterations actually run). With the `snapshots` knob, "snapshots" lists
-    (B, T-1, D) states after the iterations in "snapshot_iteration": a lifted planner's
-    virtual states, a shooting planner's model prediction along its current actions. Tensors
-    are on the CPU.
+    info (a PlanInfo: every entry declared a curve, an event, per problem or batch-wide) holds
+    the planner's curves; per problem final_cost (the true rollout cost of the returned actions)
+    and nonfinite; with restarts, restart_costs (R, B), restart_cost_std and best_restart;
+    plan_time (seconds) and iterations (the iterations actually run). With the `snapshots` knob,
+    "snapshots" lists (B, T-1, D) states after the iterations in "snapshot_iteration": a lifted
+    planner's virtual states, a shooting planner's model prediction along its current actions.
+    Tensors are on the CPU.
     """
 
     actions: torch.Tensor
-    info: dict[str, Any] = field(default_factory=dict)
+    info: PlanInfo = field(default_factory=PlanInfo)
     states: torch.Tensor | None = None
     #: (B, T, A) the planner's best plan that the model gave finite values for, where it keeps one:
     #: what a problem whose returned plan hits NaN/Inf gets before the initial guess is tried
@@ -118,7 +158,7 @@ class Planner:
     every planner shares (restarts, restart_noise, warm_start, tolerance); subclasses take
     their own knobs and pass these on as ``**base``."""
 
-    #: dtype the optimisation autocasts to (the run's `precision`: set by the pipeline); None = fp32
+    #: dtype the optimisation autocasts to (the run's `precision`: set by grasp.job.build_planner); None = fp32
     autocast_dtype: torch.dtype | None = None
 
     def __init__(
@@ -206,14 +246,13 @@ class Planner:
             actions, cost, nonfinite = self._finite_fallback(result.info, actions, cost, candidates + [initial],
                                                              state0, goal)
         result = replace(result, actions=actions, fallback=None)
-        result.info["final_cost"] = cost.cpu()
-        result.info["nonfinite"] = nonfinite
+        result.info.add_per_problem(final_cost=cost.cpu(), nonfinite=nonfinite)
         if R > 1:
             result = self._best_restart(result, B, R)
         result.info["plan_time"] = time.perf_counter() - start
         return result
 
-    def _finite_fallback(self, info: dict[str, Any], actions: torch.Tensor, cost: torch.Tensor,
+    def _finite_fallback(self, info: PlanInfo, actions: torch.Tensor, cost: torch.Tensor,
                          candidates: list[torch.Tensor], state0: torch.Tensor, goal: torch.Tensor,
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """NaN/Inf from the model or in the optimisation: a problem whose per-iteration curves, plan
@@ -224,9 +263,8 @@ class Planner:
         N = actions.shape[0]
         broken = ~(torch.isfinite(actions).flatten(1).all(1) & torch.isfinite(cost))
         flagged = broken.cpu() | info.get("nonfinite", torch.zeros(N, dtype=torch.bool))  # planners may flag too
-        for value in info.values():
-            if torch.is_tensor(value) and value.ndim == 2 and value.shape[1] == N and value.is_floating_point():
-                flagged = flagged | ~torch.isfinite(value).all(0)
+        for key in info.per_problem_series():
+            flagged = flagged | ~torch.isfinite(info[key]).all(0)
         for candidate in candidates:
             if not bool(broken.any()):
                 break
@@ -255,9 +293,9 @@ class Planner:
         costs = result.info["final_cost"].view(B, R)
         best = torch.nan_to_num(costs, nan=torch.inf).argmin(dim=1)
         rows = torch.arange(B) * R + best
-        info = select_problems(result.info, rows)
-        info.update(restart_costs=costs.T, restart_cost_std=costs.std(dim=1, correction=0), best_restart=best,
-                    nonfinite=result.info["nonfinite"].view(B, R).any(dim=1))
+        info = result.info.select(rows)
+        info.add_per_problem(restart_costs=costs.T, restart_cost_std=costs.std(dim=1, correction=0), best_restart=best,
+                             nonfinite=result.info["nonfinite"].view(B, R).any(dim=1))
         dev_rows = rows.to(result.actions.device)
         states = None if result.states is None else result.states[dev_rows]
         return PlanResult(result.actions[dev_rows], info, states)
@@ -296,13 +334,6 @@ class Planner:
         if not self.snapshots:
             return set()
         return set(torch.linspace(0, iterations - 1, self.snapshots).round().long().tolist())
-
-    @staticmethod
-    def snapshot_info(snapshots: list[torch.Tensor], kept: set[int]) -> dict[str, Any]:
-        """The info entries of the snapshots taken (an early stop may take fewer than planned)."""
-        if not snapshots:
-            return {}
-        return {"snapshots": snapshots, "snapshot_iteration": sorted(kept)[: len(snapshots)]}
 
     @torch.no_grad()
     def predicted_states(self, state0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from grasp.models.base import WorldModel
-from grasp.planners.base import Planner, PlanResult
+from grasp.planners.base import PlanInfo, Planner, PlanResult
 from grasp.planners.gradient import ACTION_PARAMS, OPTIMIZERS, ActionParam, shoot
 from grasp.planners.schedules import check_choice, check_range, check_schedule, schedule_values
 
@@ -44,12 +44,13 @@ class GDPlanner(Planner):
 
     def _optimize(self, state0, goal, actions, states, generator) -> PlanResult:
         noise = schedule_values(*self.action_noise, self.iterations)
-        kept = self.snapshot_iterations(self.iterations)
+        snapshot_at = self.snapshot_iterations(self.iterations)
         shot = shoot(self, state0, goal, self.param.to_free(actions), self.param, self.iterations, self.lr,
-                     self.optimizer, noise, generator, self.tolerance, kept)
+                     self.optimizer, noise, generator, self.tolerance, snapshot_at)
         used = len(shot.costs)
-        info = {"iterations": used, "action_noise": torch.tensor(noise[:used]), "time": torch.tensor(shot.times)}
+        info = PlanInfo(iterations=used)
+        info.add_curves(False, action_noise=torch.tensor(noise[:used]), time=torch.tensor(shot.times))
         if used:
-            info.update(cost=torch.stack(shot.costs).cpu(), grad_norm=torch.stack(shot.grad_norms).cpu())
-        info.update(self.snapshot_info(shot.snapshots, kept))
+            info.add_curves(True, cost=torch.stack(shot.costs).cpu(), grad_norm=torch.stack(shot.grad_norms).cpu())
+        info.add_snapshots(shot.snapshots, sorted(snapshot_at))
         return PlanResult(self.param.to_actions(shot.free).detach(), info)

@@ -2,8 +2,8 @@
 world model's state input, state noise, dense goal shaping and periodic shooting sync.
 
 All T transitions are evaluated in one batched call of F per iteration (or in a few chunks,
-to cap memory), so the cost of an iteration does not grow serially with the horizon
-(design.md section 1). Every ingredient has an "off" value, so ablations and the LatCo
+to cap memory), so the cost of an iteration does not grow serially with the horizon.
+Every ingredient has an "off" value, so ablations and the LatCo
 baseline are configs, not code.
 """
 
@@ -15,13 +15,15 @@ from typing import Any, Callable, NamedTuple, Sequence
 import torch
 
 from grasp.models.base import WorldModel
-from grasp.planners.base import Planner, PlanResult, sample_normal
+from grasp.planners.base import PlanInfo, Planner, PlanResult, sample_normal
 from grasp.planners.cem import CEMPlanner
 from grasp.planners.gradient import ACTION_PARAMS, OPTIMIZERS, ActionParam, make_optimizer, resample_time, shoot
 from grasp.planners.schedules import check_choice, check_range, check_schedule, schedule_values
 
 INITS = ("interp", "zeros", "rollout", "warm")
 SYNCS = ("none", "gd", "cem")
+#: per-iteration curves with one value per problem (the others are batch-wide)
+PROBLEM_CURVES = ("loss", "dynamics", "goal_term", "grad_norm_states", "grad_norm_actions")
 
 
 def reshape_state_grad(states: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -227,7 +229,7 @@ class GraspPlanner(Planner):
         # each problem's last iterate the model gave a finite loss for: what a NaN/Inf falls back to;
         # virtual states that went non-finite restart from their initial guess (a warm start for MPC)
         finite_free, initial_states = free.detach().clone(), states.detach().clone()
-        keep = self.snapshot_iterations(n)
+        snapshot_at = self.snapshot_iterations(n)
         snapshots: list[torch.Tensor] = []
         curves: dict[str, list] = {k: [] for k in ("loss", "dynamics", "goal_term", "grad_norm_states",
                                                    "grad_norm_actions", "horizon", "time")}
@@ -236,8 +238,9 @@ class GraspPlanner(Planner):
         for k in range(n):
             if k > 0 and k in stage_start:  # curriculum: grow to the next horizon, fresh optimiser
                 grown_states, grown_free = self.grow(state0, goal, states, free, stage_start[k])
+                # the fallbacks grow from the fallbacks, so a problem gone NaN before a stage keeps a finite one
+                initial_states, finite_free = self.grow(state0, goal, initial_states, finite_free, stage_start[k])
                 states, free = grown_states.requires_grad_(True), grown_free.requires_grad_(True)
-                finite_free, initial_states = free.detach().clone(), states.detach().clone()
                 opt = fresh_optimizer()
             dynamics, goal_term = self.accumulate_gradients(state0, states, free, goal, gammas[k], dyn_weights[k])
             with torch.no_grad():  # the iterate just evaluated is finite for the model: keep it (before the step)
@@ -256,7 +259,7 @@ class GraspPlanner(Planner):
             curves["grad_norm_states"].append(states.grad.flatten(1).norm(dim=1))
             curves["grad_norm_actions"].append(free.grad.flatten(1).norm(dim=1))
             curves["horizon"].append(free.shape[1])
-            if k in keep:
+            if k in snapshot_at:
                 snapshots.append(states.detach().cpu().clone())
             latest = None
             if self.sync != "none" and (k + 1) % self.sync_every == 0:
@@ -275,12 +278,10 @@ class GraspPlanner(Planner):
             if (self.tolerance > 0 and latest is not None and free.shape[1] == self.horizon
                     and bool((latest <= self.tolerance).all())):
                 break
-        info = {key: torch.stack(v).cpu() if torch.is_tensor(v[0]) else torch.tensor(v)
-                for key, v in {**curves, **events}.items() if v}
         used = len(curves["time"])
-        info.update(sigma=torch.tensor(sigmas[:used]), gamma=torch.tensor(gammas[:used]),
-                    dynamics_weight=torch.tensor(dyn_weights[:used]), iterations=used)
-        info.update(self.snapshot_info(snapshots, keep))  # virtual states, for pictures (a list: T may grow)
+        schedules = {"sigma": sigmas[:used], "gamma": gammas[:used], "dynamics_weight": dyn_weights[:used]}
+        info = _plan_info(curves, events, schedules)
+        info.add_snapshots(snapshots, sorted(snapshot_at))  # virtual states, for pictures
         finite = torch.isfinite(states.detach()).flatten(1).all(1)[:, None, None]
         states = torch.where(finite, states.detach(), initial_states)
         return PlanResult(self.param.to_actions(free.detach()), info, states, fallback=self.param.to_actions(finite_free))
@@ -323,3 +324,17 @@ class LatCoPlanner(GraspPlanner):
         super().__init__(world_model, horizon, alpha=alpha, gamma_init=gamma_init, gamma_final=gamma_final,
                          gamma_schedule=gamma_schedule, sigma_init=sigma_init, sigma_final=sigma_final,
                          sigma_schedule=sigma_schedule, sync=sync, **kwargs)
+
+
+def _plan_info(curves: dict[str, list], events: dict[str, list], schedules: dict[str, list]) -> PlanInfo:
+    """The declared info of one GRASP optimisation: per-problem curves, batch-wide ones (the
+    horizon, time and the schedules' values), and the sync and rollout costs at their iterations."""
+    info = PlanInfo(iterations=len(curves["time"]))
+    info.add_curves(True, **{k: torch.stack(curves[k]).cpu() for k in PROBLEM_CURVES})
+    info.add_curves(False, horizon=torch.tensor(curves["horizon"]), time=torch.tensor(curves["time"]),
+                    **{k: torch.tensor(v) for k, v in schedules.items()})
+    for at, names in (("sync_iteration", ("sync_cost_before", "sync_cost")), ("rollout_iteration", ("rollout_cost",))):
+        if events[at]:
+            info[at] = torch.tensor(events[at])
+            info.add_events(at, True, **{k: torch.stack(events[k]).cpu() for k in names})
+    return info

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 
 from grasp.models.base import WorldModel
-from grasp.planners.base import Planner, PlanResult, sample_normal
+from grasp.planners.base import PlanInfo, Planner, PlanResult, sample_normal
 from grasp.planners.schedules import check_range
 
 
@@ -83,7 +83,7 @@ class SamplingPlanner(Planner):
         mean = actions
         std = torch.full_like(mean, max(self.init_std, self.min_std))
         best, best_cost = mean.clone(), torch.full((N,), math.inf, device=self.device)
-        keep: torch.Tensor | None = None
+        carried: torch.Tensor | None = None  # elites kept from the last iteration (iCEM)
         seen_nonfinite = torch.zeros(N, dtype=torch.bool, device=self.device)
         curves: dict[str, list] = {"best_cost": [], "mean_cost": [], "std": [], "time": []}
         snapshot_at, snapshots = self.snapshot_iterations(self.iterations), []
@@ -92,8 +92,8 @@ class SamplingPlanner(Planner):
             noise = colored_noise((N, S, T, A), self.noise_beta, generator, self.device)
             noise[:, 0] = 0.0
             draws = self.clamp_actions(mean[:, None] + std[:, None] * noise)
-            if keep is not None:
-                draws = torch.cat([draws[:, : S - keep.shape[1]], keep], dim=1)
+            if carried is not None:
+                draws = torch.cat([draws[:, : S - carried.shape[1]], carried], dim=1)
             cost = self.score(state0, goal, draws)  # (N, S)
             broken = ~torch.isfinite(cost)  # samples the model sent to NaN/Inf: never elites, never best
             seen_nonfinite |= broken.any(dim=1)
@@ -102,7 +102,7 @@ class SamplingPlanner(Planner):
             better = low < best_cost
             best = torch.where(better[:, None, None], draws[torch.arange(N), idx], best)
             best_cost = torch.minimum(low, best_cost)
-            keep = self.carried(draws, cost)
+            carried = self.carried(draws, cost)
             mean, std = self.refit(draws, cost, mean, std)
             mean, std = self.clamp_actions(mean), std.clamp_min(self.min_std)
             curves["best_cost"].append(best_cost.clone())
@@ -113,9 +113,11 @@ class SamplingPlanner(Planner):
                 snapshots.append(self.predicted_states(state0, best if self.return_best else mean))
             if self.tolerance > 0 and bool((best_cost <= self.tolerance).all()):
                 break
-        info = {key: torch.stack(v).cpu() for key, v in curves.items() if key != "time"}
-        info.update(time=torch.tensor(curves["time"]), iterations=len(curves["time"]), nonfinite=seen_nonfinite.cpu())
-        info.update(self.snapshot_info(snapshots, snapshot_at))
+        info = PlanInfo(iterations=len(curves["time"]))
+        info.add_curves(True, **{key: torch.stack(v).cpu() for key, v in curves.items() if key != "time"})
+        info.add_curves(False, time=torch.tensor(curves["time"]))
+        info.add_per_problem(nonfinite=seen_nonfinite.cpu())
+        info.add_snapshots(snapshots, sorted(snapshot_at))
         return PlanResult(best if self.return_best else mean, info)
 
     def score(self, state0: torch.Tensor, goal: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:

@@ -41,30 +41,25 @@ def build_world_model(model_cfg: DictConfig | dict, state_dim: int, action_dim: 
 
 class Episodes:
     """The dataset's episodes as tensors on the model's device, cut into training windows of
-    `model.pred_steps + 1` observations: state vectors for state models, frame stacks with
-    `model.history` frames (the episode's first frame repeated before it starts) for pixel models."""
+    `model.pred_steps + 1` observations, each made by the model's observer (state vectors, or
+    frame stacks with the episode's first frame repeated before it starts)."""
 
     def __init__(self, model: WorldModel, data: TrajectoryDataset) -> None:
         device = model.device
-        self.pixels = model.observation == "pixels"
-        if self.pixels and getattr(data, "frames", None) is None:
-            raise ValueError("world_model observes pixels but the dataset has no frames: set data.frame_size")
+        self.observer = model.observer()
+        frames = getattr(data, "frames", None)
         self.states = torch.as_tensor(data.states, device=device)
         self.actions = torch.as_tensor(data.actions, device=device)
-        self.frames = torch.as_tensor(data.frames, device=device) if self.pixels else None
-        self.history = int(getattr(model, "history", 1))
+        self.frames = None if self.observer.frame_size is None or frames is None else torch.as_tensor(frames, device=device)
         self.window = int(model.pred_steps)
         self.episodes, self.length = self.actions.shape[:2]
         if self.window > self.length:
             raise ValueError(f"world_model.pred_steps={self.window} exceeds data.episode_len={self.length}")
+        self.observations(torch.zeros(1, dtype=torch.long, device=device), torch.zeros(1, dtype=torch.long, device=device))
 
     def observations(self, episode: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
         """Observations at (episode, time) index tensors of any equal shape."""
-        if not self.pixels:
-            return self.states[episode, time]
-        back = torch.arange(1 - self.history, 1, device=time.device)  # oldest frame first
-        stack = self.frames[episode[..., None], (time[..., None] + back).clamp_min(0)]
-        return stack.flatten(-4, -3)  # (..., history, 3, S, S) -> (..., history * 3, S, S)
+        return self.observer.from_dataset(self.states, self.frames, episode, time)
 
     def windows(self, episode: torch.Tensor, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         steps = torch.arange(self.window + 1, device=start.device)
@@ -86,20 +81,12 @@ class Episodes:
 
 
 @torch.no_grad()
-def validate(model: WorldModel, val: TrajectoryDataset, rollout_len: int) -> dict[str, float]:
-    """Held-out errors: the model's own `validation_metrics` on whole episodes (state models)
-    or on windows of `rollout_len` steps from each episode's start (pixel models)."""
+def held_out_metrics(model: WorldModel, val: TrajectoryDataset, rollout_len: int) -> dict[str, float]:
+    """The model's own `validation_metrics` on the held-out episodes, in eval mode."""
     was_training = model.training
     model.eval()
     try:
-        episodes = Episodes(model, val)
-        if episodes.pixels:
-            span = min(int(rollout_len), episodes.length)
-            index = torch.arange(episodes.episodes, device=episodes.states.device)
-            time = torch.arange(span + 1, device=index.device).expand(len(index), -1)
-            obs = episodes.observations(index[:, None].expand_as(time), time)
-            return model.validation_metrics(obs, episodes.actions[:, :span])
-        return model.validation_metrics(episodes.states, episodes.actions, int(rollout_len))
+        return model.validation_metrics(Episodes(model, val), int(rollout_len))
     finally:
         model.train(was_training)
 
@@ -130,6 +117,26 @@ def read_resume_state(path: Path | None) -> dict[str, Any] | None:
         return None
 
 
+def _resume(path: Path | None, model: WorldModel, optimizer, scheduler, generator: torch.Generator,
+            steps: int) -> dict[str, Any] | None:
+    """Load an interrupted training's state into the model, optimiser, schedule and RNGs; None
+    when there is none."""
+    saved = read_resume_state(path)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        _restore_rng(saved["rng"], generator)
+        log.info("train: resuming from step %d of %d (%s)", saved["step"], steps, path)
+    return saved
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> int:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return int(state["step"])
+
+
 def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: DictConfig, val_fraction: float,
                       progress: bool = True, log_fn=None, resume_path: Path | None = None,
                       resume_meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -145,21 +152,14 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
     train_set, val_set = data.split(val_fraction)
     episodes = Episodes(model, train_set)
     model.prepare(episodes.states, episodes.actions)
-    calibration = episodes.calibration_sample(seed=int(train_cfg.seed)) if episodes.pixels else None
+    calibration = episodes.calibration_sample(seed=int(train_cfg.seed))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     steps = int(train_cfg.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)))
-    history: list[dict[str, float]] = []
-    first = 1
-    saved = read_resume_state(resume_path)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        _restore_rng(saved["rng"], generator)
-        history, first = saved["history"], saved["step"] + 1
-        log.info("train: resuming from step %d of %d (%s)", saved["step"], steps, resume_path)
+    saved = _resume(resume_path, model, optimizer, scheduler, generator, steps)
+    history: list[dict[str, float]] = [] if saved is None else saved["history"]
+    first = 1 if saved is None else saved["step"] + 1
     checkpoint_every = int(train_cfg.get("checkpoint_every") or 0)
     policy = str(train_cfg.get("nonfinite", "stop"))
     if policy not in NONFINITE_POLICIES:
@@ -196,11 +196,10 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             loss_value = loss.item()
             if not math.isfinite(loss_value) or not weights_are_finite(model):
                 raise stop(step, f"the loss is {loss_value}" if not math.isfinite(loss_value) else "the weights hold NaN/Inf")
-            if calibration is not None:
-                model.calibrate(calibration)
+            model.calibrate(calibration)
             metrics = {"train/step": step, "train/loss": loss_value, "train/skipped_batches": skipped,
                        **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
-                       **validate(model, val_set, int(train_cfg.rollout_len))}
+                       **held_out_metrics(model, val_set, int(train_cfg.rollout_len))}
             history.append(metrics)
             running = metrics
             bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{metrics['val/one_step_mse']:.4f}")
@@ -212,9 +211,7 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "history": history,
                      "skipped": skipped, **(resume_meta or {})}
-            with atomic_path(resume_path) as tmp:
-                torch.save(state, tmp)
-            last_saved = step
+            last_saved = _save_state(resume_path, state)
     if not weights_are_finite(model):
         raise stop(steps, "the weights hold NaN/Inf")
     model.eval()

@@ -3,7 +3,7 @@
 Hydra composes all jobs of a sweep before launching them, so a bad key fails at once; a bad
 value (a negative sigma in the fifth of ten jobs) would only fail when its job starts, after the
 jobs before it ran for hours. This sweeper also runs each job's start-up checks
-(grasp.pipeline.preflight: schema, ranges, the planner's and model's constructors, given files)
+(grasp.job.resolve: schema, ranges, the planner's and model's constructors, given files)
 on every composed job config first, and stops the sweep with one error naming the job.
 
 It is `hydra/sweeper: preflight`, the default (conf/hydra/default.yaml); hparams_search presets
@@ -31,8 +31,9 @@ ConfigStore.instance().store(group="hydra/sweeper", name="preflight", node=Prefl
 class PreflightSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch)  # Hydra's own: every job composes
-        from grasp import pipeline  # late: Hydra imports every plugin at start-up, even for --help
-        from grasp.config import ConfigError, config_hash
+        from grasp.job import resolve  # late: Hydra imports every plugin at start-up, even for --help
+        from grasp.config import config_hash
+        from grasp.errors import ConfigError
 
         tasks: dict[str, object] = {}  # one simulator per env config, shared by the jobs' checks
         try:
@@ -44,7 +45,7 @@ class PreflightSweeper(BasicSweeper):
                     del job["hydra"]
                 key = config_hash(job.env)
                 try:
-                    tasks[key] = pipeline.preflight(job, tasks.get(key))
+                    tasks[key] = resolve(job, task=tasks.get(key)).task
                 except (ValueError, RuntimeError) as exc:  # ConfigError and the files' errors
                     varying = [o for o in overrides if any(o not in other for other in batch)] or list(overrides)
                     raise ConfigError(f"sweep job {number} ({' '.join(varying)}): {exc}; no job of the sweep "

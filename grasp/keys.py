@@ -1,0 +1,85 @@
+"""Cache keys and names: the hash of everything that decides a dataset, a model, a start/goal
+protocol and an evaluation's rows, and the names a run is labelled by. Called once, by
+grasp.job.resolve; every stage reads the results from the Job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from grasp.config import config_hash
+from grasp.train.dataset import FRAME_STYLE
+
+#: train keys that change how training is saved or fails or what is measured after it, not what a
+#: finished training produces (nonfinite=skip and stop give the same model whenever stop would have
+#: finished; oracle horizons missing from a cached model are measured when a run needs them)
+TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
+#: run-level keys that never change a result row (where things go, how they are shown)
+KEYS_NOT_IN_RESULTS = ("progress", "logger", "paths", "resume", "stages", "hydra")
+#: eval keys that only choose what else is logged
+EVAL_KEYS_NOT_IN_RESULTS = ("pictures", "plan_curves", "objective_time_weight")
+
+
+def hydra_choice(group: str) -> str | None:
+    """The option picked for a config group in this Hydra run (None outside one or when unset)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
+
+
+def command_line_overrides() -> str:
+    """This Hydra run's overrides as typed ('' outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ""
+
+
+def planner_name(cfg: DictConfig) -> str:
+    """The planner's config name (planner=<name>), or its class name outside a Hydra run."""
+    return hydra_choice("planner") or str(cfg.planner._target_).rsplit(".", 1)[-1].replace("Planner", "").lower()
+
+
+def ablation_name() -> str | None:
+    """The ablation row a run belongs to (ablation=<name>, conf/ablation/), or None."""
+    return hydra_choice("ablation")
+
+
+def task_version(cfg: DictConfig) -> int:
+    """The env class's `version` (its state layout and dynamics), read without building it."""
+    return int(getattr(hydra.utils.get_class(cfg.env._target_), "version", 1))
+
+
+def data_key(cfg: DictConfig, frame_size: int | None) -> str:
+    frames = [{"frame_size": frame_size, **FRAME_STYLE}] if frame_size else []
+    return config_hash(cfg.env, task_version(cfg), cfg.data, *frames)
+
+
+def hashed_train(cfg: DictConfig) -> dict[str, Any]:
+    train = OmegaConf.to_container(cfg.train, resolve=True)
+    return {k: v for k, v in train.items() if k not in TRAIN_KEYS_NOT_HASHED}
+
+
+def model_key(cfg: DictConfig, data: str) -> str:
+    return config_hash(data, cfg.data.val_fraction, cfg.world_model, hashed_train(cfg))
+
+
+def protocol_key(cfg: DictConfig, policy: str) -> str:
+    return config_hash(cfg.env, task_version(cfg), cfg.horizon, cfg.seed, cfg.eval.episodes, cfg.eval.goal_source,
+                       policy, cfg.data.correlation)
+
+
+def _resolved(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def evaluation_key(cfg: DictConfig, planner: str, variant: str) -> str:
+    """Hash of everything that decides an evaluation's result rows (the resolved config less
+    KEYS_NOT_IN_RESULTS, plus the planner and variant names the rows carry): a journal is only
+    resumed under the same key."""
+    plain = {key: _resolved(cfg[key]) for key in cfg if key not in KEYS_NOT_IN_RESULTS}  # paths may need Hydra
+    for key in EVAL_KEYS_NOT_IN_RESULTS:
+        plain["eval"].pop(key, None)
+    plain["train"] = hashed_train(cfg)
+    return config_hash(plain, planner, variant)
