@@ -69,6 +69,19 @@ def config_options(group: str) -> list[str]:
     return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
 
 
+def instantiate_checked(node: Any, key: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, but a constructor's ValueError/TypeError surfaces as one
+    ConfigError naming the config section, not a nested InstantiationException."""
+    import hydra
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"config section '{key}' ({node.get('_target_')}): {cause}") from exc
+
+
 def check_config(cfg: DictConfig) -> None:
     """Cheap checks of the run-level keys and of the sections shaped by their _target_ (their
     keys and types, grasp.schema), done before any collection or training."""

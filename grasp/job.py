@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from grasp import keys, planners
-from grasp.config import check_config
+from grasp.config import check_config, instantiate_checked
 from grasp.envs.base import Task
 from grasp.errors import ConfigError
 from grasp.eval.protocol import Protocol, load_or_make_protocol
@@ -37,9 +35,8 @@ class Job:
     device: torch.device
     #: planning horizon in model steps: `horizon`, which planner.horizon follows
     horizon: int
-    #: planner=<name>; the results rows' variant (the ablation row when one is picked) and ablation
+    #: planner=<name>, and the ablation row (ablation=<name>) when one is picked
     planner: str
-    variant: str
     ablation: str | None
     #: data.policy with `auto` resolved to the task's default
     data_policy: str
@@ -62,22 +59,17 @@ class Job:
         return tuple(self.cfg.stages)
 
     @property
+    def variant(self) -> str:
+        """What results rows and W&B runs are labelled by: the ablation row, else the planner."""
+        return self.ablation or self.planner
+
+    @property
     def run_name(self) -> str:
         """The run's label in W&B: <variant>-H<horizon>-<seed>."""
         return f"{self.variant}-H{self.horizon}-{self.cfg.seed}"
 
     def close(self) -> None:
         self.task.close()
-
-
-def instantiate_checked(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, but a constructor's ValueError/TypeError surfaces as one
-    ConfigError naming the config section, not a nested InstantiationException."""
-    try:
-        return hydra.utils.instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"config section '{key}' ({node.get('_target_')}): {cause}") from exc
 
 
 def data_policy(cfg: DictConfig, task: Task) -> str:
@@ -114,15 +106,14 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
     task = instantiate_checked(cfg.env, "env") if task is None else task
     policy = data_policy(cfg, task)
     model = instantiate_checked(cfg.world_model, "world_model", state_dim=task.state_dim, action_dim=task.action_dim)
-    planner = keys.planner_name(cfg)
+    planner, ablation = keys.planner_name(cfg), keys.ablation_name()
     data_key = keys.data_key(cfg, model.frame_size)
     model_key = keys.model_key(cfg, data_key)
     paths = cfg.paths
     job = Job(
-        cfg=_read_only(cfg), task=task, device=device, horizon=horizon, planner=planner,
-        variant=keys.ablation_name() or planner, ablation=keys.ablation_name(),
+        cfg=_read_only(cfg), task=task, device=device, horizon=horizon, planner=planner, ablation=ablation,
         data_policy=policy, frame_size=model.frame_size, data_key=data_key, model_key=model_key,
-        evaluation_key=keys.evaluation_key(cfg, planner, keys.ablation_name() or planner),
+        evaluation_key=keys.evaluation_key(cfg, planner, ablation or planner),
         data_path=Path(paths.data_dir) / task.name / f"{data_key}.npz",
         checkpoint_path=Path(paths.checkpoint_dir) / task.name / f"{model_key}.pt",
         protocol_path=(Path(cfg.eval.protocol) if cfg.eval.protocol is not None else

@@ -42,7 +42,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
                 stages.dataset(job)
             return None
         with watch("world_model"):
-            model, model_metrics = stages.world_model(job, wandb_run, job.output_dir, watch)
+            model, model_metrics = stages.world_model(job, wandb_run, watch)
         if "evaluate" in job.stages:
             results = evaluate(job, model, protocol, model_metrics, wandb_run, watch)
     finally:

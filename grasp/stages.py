@@ -33,9 +33,9 @@ def dataset(job: Job) -> TrajectoryDataset:
                            progress=cfg.progress)
 
 
-def world_model(job: Job, wandb_run: WandbRun, output_dir: Path, watch: Stopwatch) -> tuple[WorldModel, dict]:
+def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldModel, dict]:
     """The model and its validation metrics (from training or from the checkpoint); its training
-    curves go to <output_dir>/pictures/training_curves.png."""
+    curves go to <job.output_dir>/pictures/training_curves.png."""
     cfg, task = job.cfg, job.task
     dims = (task.state_dim, task.action_dim)
     if cfg.checkpoint is not None:
@@ -66,7 +66,7 @@ def world_model(job: Job, wandb_run: WandbRun, output_dir: Path, watch: Stopwatc
     if metrics:
         wandb_run.summary({f"world_model/{k}": v for k, v in metrics.items()})
     if info.get("history"):
-        curves = training_curves(info["history"], output_dir / "pictures" / "training_curves.png")
+        curves = training_curves(info["history"], job.output_dir / "pictures" / "training_curves.png")
         wandb_run.log_media(images={"pictures/training_curves": curves})
     return model, metrics
 

@@ -52,7 +52,7 @@ def test_no_import_circle():
 
 
 def test_planners_import_only_world_models():
-    allowed = ("grasp.planners", "grasp.models", "grasp.errors", "grasp.config")  # config: the factory's name lookup
+    allowed = ("grasp.planners", "grasp.models", "grasp.errors", "grasp.config")  # config: the factory (names, errors)
     for module, used in imports().items():
         if module.startswith("grasp.planners"):
             outside = sorted(m for m in used if m != "grasp" and not m.startswith(allowed))

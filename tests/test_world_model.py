@@ -122,7 +122,7 @@ def test_state_margin_holds_rollouts_inside_the_data_box(margin):
 
 def test_state_margin_must_be_null_or_non_negative():
     from grasp.errors import ConfigError
-    from grasp.job import instantiate_checked
+    from grasp.config import instantiate_checked
 
     with pytest.raises(ConfigError, match="world_model.state_margin=-1: allowed null"):
         instantiate_checked(compose_config(["world_model.state_margin=-1"]).world_model, "world_model",

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from grasp.envs.base import Task
 from grasp.envs.vector import TaskVector
-from grasp.planners.base import Planner, WarmStart
+from grasp.planners.base import PlanInfo, Planner, WarmStart
 from grasp.planners.noise import NoiseStreams
 from grasp.utils import Stopwatch
 
@@ -43,7 +43,7 @@ class EpisodeOutcome:
     #: plan() calls whose optimisation hit NaN/Inf (the planner fell back to its best finite plan)
     nonfinite_plans: int = 0
     #: this episode's slice of the first plan() call's info (per-iteration curves)
-    first_plan_info: dict | None = None
+    first_plan_info: PlanInfo | None = None
     #: model-vs-simulator divergence of the executed plans: task.distance between the state the
     #: model predicted after each executed action (from the state the plan started at) and the
     #: state the simulator reached; mean and max over the executed steps
@@ -122,9 +122,9 @@ def run_mpc(
     while loop.active.any() and steps_done < loop.budget:
         idx = np.flatnonzero(loop.active)
         draws = generator if streams is None else streams[torch.as_tensor(idx)].fork(len(loop.calls))
-        s0, actions = loop.plan(idx, draws)
+        s0, actions, actions_np = loop.plan(idx, draws)
         n_exec = min(loop.execute, loop.budget - steps_done)
-        loop.act(idx, s0, actions, n_exec)
+        loop.act(idx, s0, actions, actions_np, n_exec)
         steps_done += n_exec
         bar.update(n_exec)
     bar.close()
@@ -164,8 +164,9 @@ class _MPCLoop:
             self.goal_model = self.model.encode(torch.as_tensor(self.goal_obs, device=self.device).float())
         self.t0 = time.perf_counter()
 
-    def plan(self, idx: np.ndarray, draws) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batched plan() for the running episodes `idx`; records its costs and warm start."""
+    def plan(self, idx: np.ndarray, draws) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """One batched plan() for the running episodes `idx`; records its costs and warm start.
+        Returns the start states, the actions and their host copy."""
         plan_start = time.perf_counter()
         with self.watch("plan"):
             with torch.no_grad():
@@ -173,7 +174,7 @@ class _MPCLoop:
             result = self.planner.plan(s0, self.goal_model[idx], generator=draws,
                                        warm_start=None if self.warm is None else self.warm[idx])
             actions = result.actions.detach()
-            self.actions_np = actions.cpu().numpy()
+            actions_np = actions.cpu().numpy()
         self.plan_time[idx] += time.perf_counter() - plan_start
         nonfinite = result.info.get("nonfinite")
         self.calls.append((idx, result.info["final_cost"].numpy(), int(result.info.get("iterations", 0)),
@@ -187,9 +188,10 @@ class _MPCLoop:
             self.warm = WarmStart(torch.zeros(len(self.active), self.horizon, self.planner.action_dim, device=self.device),
                                   lifted)
         self.warm[idx] = shifted
-        return s0, actions
+        return s0, actions, actions_np
 
-    def act(self, idx: np.ndarray, s0: torch.Tensor, actions: torch.Tensor, n_exec: int) -> None:
+    def act(self, idx: np.ndarray, s0: torch.Tensor, actions: torch.Tensor, actions_np: np.ndarray,
+            n_exec: int) -> None:
         """The first `n_exec` planned actions in the simulators of the episodes still running."""
         envs, goals, states, observations = self.envs, self.goals, self.states, self.observations
         chunk = ExecutedChunk(idx, s0, actions[:, :n_exec], np.zeros((len(idx), n_exec, states.shape[1])),
@@ -201,14 +203,14 @@ class _MPCLoop:
                 if not live.any():
                     break
                 rows = idx[live]
-                visited = envs.step_chunk(rows, self.actions_np[live, j])  # (rows, action_chunk, D)
+                visited = envs.step_chunk(rows, actions_np[live, j])  # (rows, action_chunk, D)
                 states[rows] = visited[:, -1]
                 reached = rows[envs.success(visited, goals[rows][:, None]).any(1) & np.isnan(self.time_any_step[rows])]
                 self.time_any_step[reached] = time.perf_counter() - self.t0
                 observations[rows] = self.observer.step(rows, envs, states[rows])
                 chunk.states[live, j], chunk.observations[live, j] = states[rows], observations[rows]
                 chunk.steps[live] += 1
-                self.executed[rows, self.steps[rows]] = self.actions_np[live, j]
+                self.executed[rows, self.steps[rows]] = actions_np[live, j]
                 self.steps[rows] += 1
                 if not self.open_loop:
                     solved = rows[envs.success(states[rows], goals[rows])]
@@ -282,9 +284,8 @@ def _measure_divergence(model, observer, envs: TaskVector, chunks: list[Executed
             seen_np = chunk.observations[ran]
             seen = torch.as_tensor(seen_np, device=latents.device).float()
             gaps = model.prediction_gap(predicted, seen, chunk.states[ran], envs.distance)
-            frames = [observer.current_frame(obs) for obs in seen_np]
-            if frames and frames[0] is not None:
-                trace.append((episodes, np.stack(frames), predicted.cpu()))
+            if observer.current_frame(seen_np[0]) is not None:  # an observer that shows frames
+                trace.append((episodes, np.stack([observer.current_frame(obs) for obs in seen_np]), predicted.cpu()))
             np.add.at(total, episodes, gaps)
             np.add.at(count, episodes, 1)
             np.maximum.at(worst, episodes, gaps)

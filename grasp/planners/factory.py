@@ -7,10 +7,9 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
-import hydra
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from grasp.config import compose, config_options, instantiate_checked
 from grasp.errors import ConfigError
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner
@@ -18,8 +17,6 @@ from grasp.planners.base import Planner
 
 @functools.lru_cache(maxsize=None)
 def _composed(name: str) -> DictConfig:
-    from grasp.config import compose, config_options  # the conf/ tree; only names need it
-
     if name not in config_options("planner"):
         raise ConfigError(f"planner {name!r} is not a config of conf/planner/: allowed {config_options('planner')}")
     return compose([f"planner={name}"]).planner
@@ -37,8 +34,4 @@ def build(planner: str | Mapping | DictConfig, world_model: WorldModel, **overri
     _target_; `overrides` are constructor keywords (horizon, action bounds, knobs). A
     constructor's ValueError/TypeError is one ConfigError naming the planner section."""
     node = planner_config(planner) if isinstance(planner, str) else planner
-    try:
-        return hydra.utils.instantiate(node, world_model=world_model, **overrides)
-    except InstantiationException as exc:
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"config section 'planner' ({node.get('_target_')}): {cause}") from exc
+    return instantiate_checked(node, "planner", world_model=world_model, **overrides)
