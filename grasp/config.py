@@ -27,6 +27,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: train.nonfinite: what a NaN/Inf loss or gradient does to training
 NONFINITE_POLICIES = ("stop", "skip")
+#: which weights world-model training ends with (train.select)
+SELECT_POLICIES = ("last", "best")
 
 
 def register_resolvers() -> None:
@@ -114,6 +116,11 @@ def check_config(cfg: DictConfig) -> None:
     _require(isinstance(every, int) and every >= 0, "train.checkpoint_every", "an integer >= 0 (0 = never)", every)
     nonfinite = cfg.train.get("nonfinite", "stop")
     _require(nonfinite in NONFINITE_POLICIES, "train.nonfinite", f"one of {list(NONFINITE_POLICIES)}", nonfinite)
+    select = cfg.train.get("select", "last")
+    _require(select in SELECT_POLICIES, "train.select", f"one of {list(SELECT_POLICIES)}", select)
+    patience = cfg.train.get("patience", 0)
+    _require(isinstance(patience, int) and patience >= 0, "train.patience", "an integer >= 0 (0 = never stop early)",
+             patience)
     pictures = cfg.eval.get("pictures", 0)
     _require(isinstance(pictures, int) and pictures >= 0, "eval.pictures", "an integer >= 0", pictures)
     plan_curves = cfg.eval.get("plan_curves", 0)

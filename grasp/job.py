@@ -106,6 +106,9 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
     task = instantiate_checked(cfg.env, "env") if task is None else task
     policy = data_policy(cfg, task)
     model = instantiate_checked(cfg.world_model, "world_model", state_dim=task.state_dim, action_dim=task.action_dim)
+    if model.pred_steps > cfg.data.episode_len:
+        raise ConfigError(f"config key 'world_model.pred_steps' = {model.pred_steps}: allowed at most "
+                          f"data.episode_len ({cfg.data.episode_len}), the longest training window an episode holds")
     planner, ablation = keys.planner_name(cfg), keys.ablation_name()
     data_key = keys.data_key(cfg, model.frame_size)
     model_key = keys.model_key(cfg, data_key)

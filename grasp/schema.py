@@ -57,6 +57,8 @@ class TrainConf:
     rollout_len: int = MISSING
     checkpoint_every: int = MISSING
     nonfinite: str = MISSING
+    select: str = MISSING
+    patience: int = MISSING
     oracle_horizons: Optional[List[int]] = MISSING
     seed: int = MISSING
 
@@ -168,6 +170,11 @@ def _constructor_params(cls: type) -> dict[str, Any]:
                 continue
             params.setdefault(name, hints.get(name, Any))
         if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+            break
+        forwarded = klass.__dict__.get("kwargs_go_to")  # a wrapper that passes **kwargs to another class
+        if forwarded is not None:
+            for name, annotation in _constructor_params(forwarded).items():
+                params.setdefault(name, annotation)
             break
     return params
 

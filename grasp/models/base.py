@@ -62,6 +62,13 @@ class WorldModel(nn.Module):
             states.append(state)
         return torch.stack(states, dim=-2)
 
+    #: whether `disagreement` is implemented (ensembles): planners' disagreement_weight needs it
+    reports_disagreement: bool = False
+
+    def disagreement(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """How much an ensemble's members disagree on the next state of (s, a): (...)."""
+        raise NotImplementedError(f"{type(self).__name__} has one member and no disagreement (world_model=ensemble)")
+
     # ---- what success and divergence are judged on --------------------------------------------
     def task_state(self, state: torch.Tensor) -> torch.Tensor | None:
         """The task's state vector (..., task D) that model states (..., D) stand for: what the

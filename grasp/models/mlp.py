@@ -6,35 +6,68 @@ import torch
 from torch import nn
 
 from grasp.models.base import WorldModel
+from grasp.models.frames import StateFrame
+from grasp.models.losses import rollout_loss, step_weights
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+NORMS = ("none", "layer")
+
+
+def mlp(width: int, out: int, hidden_dim: int, depth: int, activation: str, norm: str = "none") -> nn.Sequential:
+    """depth hidden layers of hidden_dim (each Linear, optional LayerNorm, activation), then a
+    linear output."""
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden_dim), *([nn.LayerNorm(hidden_dim)] if norm == "layer" else []),
+                   ACTIVATIONS[activation]()]
+        width = hidden_dim
+    layers.append(nn.Linear(width, out))
+    return nn.Sequential(*layers)
 
 
 class MLPWorldModel(WorldModel):
-    """s' = s + delta_mean + delta_std * net([s, a]) with s normalised by dataset statistics.
+    """s' = s + delta_mean + delta_std * net([s, a]) with s normalised by dataset statistics, or,
+    with a task's `frame`, s' = frame.apply(s, motion_mean + motion_std * net([features, a])) with
+    the features and actions seen in the state's own frame (grasp.models.frames).
 
     Predicting a standardised residual keeps the network's targets O(1) whatever the task's
-    units, and makes the identity (no motion) the easy default.
+    units, and makes the identity (no motion) the easy default. Trained on open-loop rollouts of
+    `pred_steps` steps (grasp.models.losses), one step by default.
     """
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 256, depth: int = 3,
-                 activation: str = "silu", state_margin: float | None = 0.5) -> None:
+                 activation: str = "silu", state_margin: float | None = 0.5, pred_steps: int = 1,
+                 rollout_discount: float = 1.0, norm: str = "none", frame: StateFrame | None = None,
+                 substeps: int = 1) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"world_model.activation={activation!r}: allowed {sorted(ACTIVATIONS)}")
+        if norm not in NORMS:
+            raise ValueError(f"world_model.norm={norm!r}: allowed {list(NORMS)}")
         if depth < 1 or hidden_dim < 1:
             raise ValueError(f"world_model.depth and hidden_dim must be >= 1, got {depth}, {hidden_dim}")
         if state_margin is not None and not state_margin >= 0:
             raise ValueError(f"world_model.state_margin={state_margin}: allowed null (no bound) or a number >= 0")
+        if frame is not None and (not isinstance(frame, StateFrame) or frame.state_dim != state_dim):
+            raise ValueError(f"world_model.frame={type(frame).__name__} is not a StateFrame of this task's "
+                             f"{state_dim}-D states (grasp.models.frames)")
+        if not (isinstance(substeps, int) and substeps >= 1):
+            raise ValueError(f"world_model.substeps={substeps!r}: allowed an integer >= 1")
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
+        # a stacked action splits into one piece per sub-step; one that does not split is held
+        self.substeps = int(substeps)
+        self.sub_action_dim = action_dim // substeps if action_dim % substeps == 0 else action_dim
         self.state_margin = None if state_margin is None else float(state_margin)
-        layers: list[nn.Module] = []
-        width = state_dim + action_dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden_dim), ACTIVATIONS[activation]()]
-            width = hidden_dim
-        layers.append(nn.Linear(width, state_dim))
-        self.net = nn.Sequential(*layers)
+        self.pred_steps = int(pred_steps)
+        self.register_buffer("step_weights", step_weights(self.pred_steps, float(rollout_discount)), persistent=False)
+        self.frame = frame
+        if frame is None:
+            self.net = mlp(state_dim + self.sub_action_dim, state_dim, hidden_dim, depth, activation, norm)
+        else:
+            self.net = mlp(frame.feature_dim + self.sub_action_dim, frame.motion_dim, hidden_dim, depth, activation, norm)
+            for name, size in (("feature", frame.feature_dim), ("motion", frame.motion_dim)):
+                self.register_buffer(f"{name}_mean", torch.zeros(size))
+                self.register_buffer(f"{name}_std", torch.ones(size))
         for name in ("state_mean", "delta_mean"):
             self.register_buffer(name, torch.zeros(state_dim))
         for name in ("state_std", "delta_std"):
@@ -47,12 +80,13 @@ class MLPWorldModel(WorldModel):
         self.fit_normalization(states[:, :-1].reshape(-1, self.state_dim), states[:, 1:].reshape(-1, self.state_dim))
 
     def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Standardised one-step residual error on (B, 2, D) state windows."""
+        """Weighted standardised errors of the open-loop rollout of (B, K + 1, D) state windows
+        (K = pred_steps; K = 1: the one-step residual error)."""
         with torch.no_grad():
-            state = self.encode(obs[:, 0])
-            target = (self.encode(obs[:, 1]) - state - self.delta_mean) / self.delta_std
-        loss = torch.mean((self.predict_delta(state, actions[:, 0]) - target) ** 2)
-        return loss, {}
+            states = self.encode(obs)
+        loss, per_step = rollout_loss(self.advance, states[:, 0], actions, states[:, 1:], self.step_weights,
+                                      scale=self.delta_std)
+        return loss, ({f"rollout{len(per_step)}_step_mse": per_step[-1]} if len(per_step) > 1 else {})
 
     @torch.no_grad()
     def fit_normalization(self, states: torch.Tensor, next_states: torch.Tensor, eps: float = 1e-6) -> None:
@@ -62,6 +96,11 @@ class MLPWorldModel(WorldModel):
         delta = self.encode(next_states) - self.encode(states)
         self.delta_mean.copy_(delta.mean(0))
         self.delta_std.copy_(delta.std(0).clamp_min(eps))
+        if self.frame is not None:
+            for name, values in (("feature", self.frame.features(states)),
+                                 ("motion", self.frame.relative(states, next_states))):
+                getattr(self, f"{name}_mean").copy_(values.mean(0))
+                getattr(self, f"{name}_std").copy_(values.std(0).clamp_min(eps))
         if self.state_margin is not None:
             seen = self.encode(torch.cat([states, next_states]))
             low, high = seen.min(0).values, seen.max(0).values
@@ -75,11 +114,30 @@ class MLPWorldModel(WorldModel):
         return state * self.state_std + self.state_mean
 
     def predict_delta(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """The network's standardised residual (the training target's space)."""
+        """The network's standardised residual (frameless models: the one-step target's space)."""
         return self.net(torch.cat([state, action], dim=-1))
+
+    def advance(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """One unbounded model step (what training rolls out): `substeps` network steps, each
+        taking its piece of a stacked action (or all of an action that does not split)."""
+        if self.substeps == 1:
+            return self._substep(state, action, self.delta_mean, self.delta_std)
+        pieces = (action.split(self.sub_action_dim, dim=-1) if self.sub_action_dim != self.action_dim
+                  else [action] * self.substeps)
+        mean, std = self.delta_mean / self.substeps, self.delta_std / self.substeps
+        for piece in pieces:
+            state = self._substep(state, piece, mean, std)
+        return state
+
+    def _substep(self, state: torch.Tensor, action: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        if self.frame is None:
+            return state + mean + std * self.predict_delta(state, action)
+        raw = self.decode(state)
+        features = (self.frame.features(raw) - self.feature_mean) / self.feature_std
+        motion = self.net(torch.cat([features, self.frame.local_action(raw, action)], dim=-1))
+        return self.encode(self.frame.apply(raw, self.motion_mean + self.motion_std * motion))
 
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One model step, held inside the data's box widened by `state_margin` of its size: an
         open-loop rollout that leaves the data cannot compound its error without bound."""
-        predicted = state + self.delta_mean + self.delta_std * self.predict_delta(state, action)
-        return torch.maximum(torch.minimum(predicted, self.state_high), self.state_low)
+        return torch.maximum(torch.minimum(self.advance(state, action), self.state_high), self.state_low)

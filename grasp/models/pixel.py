@@ -12,10 +12,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from grasp.models.base import WorldModel
-from grasp.models.mlp import ACTIVATIONS
+from grasp.models.losses import rollout_loss, step_weights
+from grasp.models.mlp import ACTIVATIONS, mlp
 from grasp.models.observation import FrameStackObserver
 from grasp.models.readout import apply_linear_readout
-
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -49,7 +49,8 @@ class PixelWorldModel(WorldModel):
 
     def __init__(self, state_dim: int, action_dim: int, latent_dim: int = 32, frame_size: int = 64,
                  history: int = 2, channels: int = 32, hidden_dim: int = 256, depth: int = 2,
-                 activation: str = "silu", recon_weight: float = 1.0, pred_steps: int = 3) -> None:
+                 activation: str = "silu", recon_weight: float = 1.0, pred_steps: int = 3,
+                 rollout_discount: float = 1.0) -> None:
         super().__init__()
         checks = [
             ("latent_dim", latent_dim, latent_dim >= 1, "an integer >= 1"),
@@ -70,6 +71,7 @@ class PixelWorldModel(WorldModel):
         self.state_dim, self.action_dim = int(latent_dim), int(action_dim)
         self.latent_dim, self.frame_size, self.history = int(latent_dim), int(frame_size), int(history)
         self.recon_weight, self.pred_steps = float(recon_weight), int(pred_steps)
+        self.register_buffer("step_weights", step_weights(self.pred_steps, float(rollout_discount)), persistent=False)
 
         # encoder: stride-2 convs halve the frame until it is 4x4, doubling the width each time
         widths = [channels * 2**i for i in range(self.frame_size.bit_length() - 3)]  # log2(S / 4) layers
@@ -94,13 +96,7 @@ class PixelWorldModel(WorldModel):
         self.decoder = nn.Sequential(*layers, nn.Sigmoid())
 
         # dynamics: residual MLP on [z, a]
-        layers = []
-        width = self.latent_dim + self.action_dim
-        for _ in range(depth):
-            layers += [nn.Linear(width, hidden_dim), ACTIVATIONS[activation]()]
-            width = hidden_dim
-        layers.append(nn.Linear(width, self.latent_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(self.latent_dim + self.action_dim, self.latent_dim, hidden_dim, depth, activation)
         #: (latent_dim + 1, task state_dim) linear readout of the task's state, fitted after
         #: training (grasp.models.readout) and saved with the checkpoint; None until then
         self.state_readout: torch.Tensor | None = None
@@ -165,15 +161,15 @@ class PixelWorldModel(WorldModel):
 
     def training_loss(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """obs (B, K+1, history*3, S, S), actions (B, K, A): latent prediction MSE of the K-step
-        rollout from z_0 against stop-gradient z_1..z_K, plus recon_weight * reconstruction MSE of
+        rollout from z_0 against stop-gradient z_1..z_K (grasp.models.losses, the steps weighted
+        by rollout_discount), plus recon_weight * reconstruction MSE of
         every current frame. All K+1 observations go through the encoder in one batch, so the
         BatchNorm normalises inputs and targets alike."""
         if obs.shape[1] != actions.shape[1] + 1:
             raise ValueError(f"training_loss needs K+1 observations for K actions, got {obs.shape[1]} "
                              f"and {actions.shape[1]}")
         latents = self.encode(obs)
-        predicted = self.rollout(latents[:, 0], actions)
-        pred = torch.mean((predicted - latents[:, 1:].detach()) ** 2)  # equal K: the mean over k of each MSE
+        pred, _ = rollout_loss(self.step, latents[:, 0], actions, latents[:, 1:].detach(), self.step_weights)
         recon = torch.mean((self.decode(latents) - self._current_frames(obs)) ** 2)
         loss = pred + self.recon_weight * recon
         return loss, {"loss": loss.detach(), "latent_pred_mse": pred.detach(), "recon_mse": recon.detach()}

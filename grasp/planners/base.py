@@ -173,6 +173,7 @@ class Planner:
         warm_start: bool = True,
         tolerance: float = 0.0,
         snapshots: int = 0,
+        disagreement_weight: float = 0.0,
     ) -> None:
         self.horizon = check_range("horizon", horizon, 1, integer=True)
         self.world_model = world_model
@@ -198,6 +199,10 @@ class Planner:
         self.use_warm_start = bool(warm_start)
         self.tolerance = check_range("tolerance", tolerance, 0.0)
         self.snapshots = check_range("snapshots", snapshots, 0, integer=True)
+        self.disagreement_weight = check_range("disagreement_weight", disagreement_weight, 0.0)
+        if self.disagreement_weight > 0 and not world_model.reports_disagreement:
+            raise ValueError(f"planner.disagreement_weight={disagreement_weight} needs a world model that reports "
+                             f"its members' disagreement (world_model=ensemble); {type(world_model).__name__} does not")
 
     def _per_action(self, key: str, value) -> torch.Tensor:
         bound = torch.as_tensor(value, dtype=torch.float32, device=self.device)
@@ -350,9 +355,17 @@ class Planner:
         return (self.state_weights * (states - goal) ** 2).sum(-1)
 
     def rollout_cost(self, state0: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """True shooting cost ||rollout(s0, a)_T - g||^2 per problem: (B,)."""
-        final = self.world_model.rollout(state0, actions)[..., -1, :]
-        return self.goal_cost(final, goal)
+        """True shooting cost ||rollout(s0, a)_T - g||^2 (+ the disagreement penalty) per problem: (...)."""
+        states = self.world_model.rollout(state0, actions)
+        return self.goal_cost(states[..., -1, :], goal) + self.disagreement_cost(state0, states, actions)
+
+    def disagreement_cost(self, state0: torch.Tensor, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor | float:
+        """disagreement_weight * sum_t disagreement(s_t, a_t) along the path s_0, states (..., T, D)
+        (the states each action is taken from); 0 with the knob off."""
+        if not self.disagreement_weight:
+            return 0.0
+        inputs = torch.cat([state0[..., None, :].expand_as(states[..., :1, :]), states[..., :-1, :]], dim=-2)
+        return self.disagreement_weight * self.world_model.disagreement(inputs, actions).sum(-1)
 
 
 def sample_normal(shape, generator: torch.Generator | NoiseStreams | None, device: torch.device) -> torch.Tensor:

@@ -60,7 +60,7 @@ def lifted_path(state0: torch.Tensor, states: torch.Tensor, goal: torch.Tensor, 
 def grasp_energy(world_model: WorldModel, state0: torch.Tensor, states: torch.Tensor, actions: torch.Tensor,
                  goal: torch.Tensor, alpha: float = 0.0,
                  goal_cost: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 start: int = 0) -> Energy:
+                 start: int = 0, disagreement_weight: float = 0.0) -> Energy:
     """Lifted energy terms per problem over transitions start .. start + len(actions) - 1.
     state0, goal (B, D); states (B, T-1, D) = s_1..s_{T-1}; actions (B, n, A). s_0 and s_T = g
     are fixed ends; F runs once over all (B, n) pairs."""
@@ -70,6 +70,8 @@ def grasp_energy(world_model: WorldModel, state0: torch.Tensor, states: torch.Te
     pred = world_model.step(reshape_state_grad(inputs, alpha), actions)
     dynamics = ((pred - targets) ** 2).sum(dim=(-2, -1))
     to_goal = goal_cost(pred, goal[:, None]) if goal_cost is not None else ((pred - goal[:, None]) ** 2).sum(-1)
+    if disagreement_weight:  # the ensemble's penalty rides on the goal term, weighted as it is
+        to_goal = to_goal + disagreement_weight * world_model.disagreement(reshape_state_grad(inputs, alpha), actions)
     return Energy(dynamics, to_goal.sum(-1), pred)
 
 
@@ -158,7 +160,8 @@ class GraspPlanner(Planner):
         return sorted(set(steps))
 
     def energy(self, state0, states, actions, goal, start: int = 0) -> Energy:
-        return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost, start)
+        return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost, start,
+                            self.disagreement_weight)
 
     def accumulate_gradients(self, state0, states, free, goal, gamma: float, dyn_weight: float,
                              ) -> tuple[torch.Tensor, torch.Tensor]:

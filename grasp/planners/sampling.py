@@ -124,5 +124,7 @@ class SamplingPlanner(Planner):
         """True rollout cost of every sample: one batched rollout over N * S sequences."""
         N, S, T, A = draws.shape
         s0 = state0[:, None].expand(N, S, -1).reshape(N * S, -1)
-        final = self.world_model.rollout(s0, draws.reshape(N * S, T, A))[:, -1].view(N, S, -1)
-        return self.goal_cost(final, goal[:, None])
+        flat = draws.reshape(N * S, T, A)
+        states = self.world_model.rollout(s0, flat)
+        cost = self.goal_cost(states[:, -1].view(N, S, -1), goal[:, None])
+        return cost + self.disagreement_cost(s0, states, flat).view(N, S) if self.disagreement_weight else cost

@@ -91,6 +91,47 @@ def held_out_metrics(model: WorldModel, val: TrajectoryDataset, rollout_len: int
         model.train(was_training)
 
 
+def selection_error(metrics: dict[str, float]) -> float:
+    """The held-out open-loop rollout error (`val/rollout<L>_mse`) training selects weights on."""
+    for key, value in metrics.items():
+        if key.startswith("val/rollout") and key.endswith("_mse"):
+            return float(value)
+    raise KeyError(f"validation metrics hold no val/rollout<L>_mse entry: {sorted(metrics)}")
+
+
+class Selection:
+    """The best validation so far (lowest rollout error) and its weights, for train.select=best
+    and train.patience; its state travels with the resumable training state."""
+
+    def __init__(self, select: str, patience: int, saved: dict[str, Any] | None = None) -> None:
+        self.select, self.patience = select, int(patience)
+        saved = saved or {}
+        self.error, self.step = saved.get("error", math.inf), saved.get("step")
+        self.weights, self.stale = saved.get("weights"), saved.get("stale", 0)
+
+    def update(self, model: torch.nn.Module, step: int, metrics: dict[str, float]) -> bool:
+        """Record a validation; True when training should stop early."""
+        error = selection_error(metrics)
+        if error < self.error:
+            self.error, self.step, self.stale = error, step, 0
+            if self.select == "best":
+                self.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+        return bool(self.patience) and self.stale >= self.patience
+
+    def finish(self, model: torch.nn.Module, history: list[dict[str, float]]) -> dict[str, float] | None:
+        """Load the selected weights (select=best) and return their validation's metrics."""
+        if self.select != "best" or self.weights is None:
+            return history[-1] if history else None
+        model.load_state_dict(self.weights)
+        chosen = next(m for m in history if m["train/step"] == self.step)
+        return {**chosen, "train/selected_step": self.step}
+
+    def state(self) -> dict[str, Any]:
+        return {"error": self.error, "step": self.step, "weights": self.weights, "stale": self.stale}
+
+
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
     state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -140,7 +181,9 @@ def _save_state(path: Path, state: dict[str, Any]) -> int:
 def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: DictConfig, val_fraction: float,
                       progress: bool = True, log_fn=None, resume_path: Path | None = None,
                       resume_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit the model's statistics, then minimise its training loss on random windows.
+    """Fit the model's statistics, then minimise its training loss on random windows, ending
+    with the last weights or (train.select=best) those of the best validation, and stopping
+    early after train.patience validations without improvement.
 
     With `resume_path`, everything needed to continue (weights, optimiser, schedule, step,
     history, RNG states and `resume_meta`, e.g. the W&B run id) is saved there every
@@ -173,7 +216,8 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
         return NonFiniteTraining(f"world-model training: {what} at step {step}; {kept} and no checkpoint was written. "
                                  "Lower train.lr, check the dataset, or set train.nonfinite=skip to skip such batches")
 
-    running = history[-1] if history else None
+    selection = Selection(str(train_cfg.get("select", "last")), int(train_cfg.get("patience", 0)),
+                          (saved or {}).get("selection"))
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0,
                initial=first - 1, total=steps)
     for step in bar:
@@ -201,21 +245,25 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
                        **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
                        **held_out_metrics(model, val_set, int(train_cfg.rollout_len))}
             history.append(metrics)
-            running = metrics
             bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{metrics['val/one_step_mse']:.4f}")
             if log_fn is not None:
                 log_fn(metrics)
+            if selection.update(model, step, metrics):
+                log.info("train: stopping at step %d: %d validations without a lower rollout error (train.patience)",
+                         step, selection.stale)
+                break
         if resume_path is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
             if not weights_are_finite(model):  # never replace the last good state with a NaN one
                 raise stop(step, "the weights hold NaN/Inf")
             state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "history": history,
-                     "skipped": skipped, **(resume_meta or {})}
+                     "skipped": skipped, "selection": selection.state(), **(resume_meta or {})}
             last_saved = _save_state(resume_path, state)
+    final = selection.finish(model, history)
     if not weights_are_finite(model):
         raise stop(steps, "the weights hold NaN/Inf")
     model.eval()
-    return {"history": history, "final": running}
+    return {"history": history, "final": final}
 
 
 def save_checkpoint(path: Path, model: WorldModel, model_cfg: DictConfig, meta: dict[str, Any]) -> None:

@@ -1,0 +1,164 @@
+"""What each world-model lever does to a model's accuracy where planners need it.
+
+Every lever is a set of config overrides on one base (Push-T, `experiment=paper_long_horizon`
+with the plain `world_model=mlp`, held or stacked actions). Each is trained through the runner's own stages (cached by config,
+so a rerun trains nothing twice) and measured on one fixed set of held-out trajectories of the
+data policy, collected once per action setting with its own seed: the oracle success at each
+horizon (grasp.eval.oracle), so levers that change the training data are judged on the same
+trajectories as the rest. One CSV row per lever, appended as each finishes (a rerun skips the
+levers already in the file).
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/model_levers.py --actions stacked5 \\
+        --out docs/world_models/pusht_stacked.csv --levers baseline,rollout8
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/model_levers.py --actions stacked5 \
+        --out docs/world_models/pusht_stacked_simulator.csv --sensitivity 0,1e-5,1e-4,1e-3,1e-2
+    .venv/bin/python scripts/model_levers.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from grasp import stages
+from grasp.config import compose
+from grasp.eval.oracle import oracle_key, oracle_success
+from grasp.job import resolve
+from grasp.loggers import WandbRun
+from grasp.train.dataset import TrajectoryDataset, collect
+from grasp.utils import Stopwatch, seed_everything
+
+#: the plain MLP (world_model=mlp) on the Table 1 preset's data and training; levers change it
+BASE = ["experiment=paper_long_horizon", "world_model=mlp", "stages=[collect,train]", "logger.wandb.mode=disabled"]
+#: held-out trajectories: how many, how long (model steps) and their seed (not any training set's)
+HELD_OUT = {"episodes": 200, "episode_len": 16, "seed": 424242}
+HORIZONS = (8, 12, 16)
+FRAME = "world_model.frame={_target_:grasp.envs.pusht_frame.BlockFrame}"
+SELECT = ["train.select=best", "train.rollout_len=16"]
+LEVERS: dict[str, list[str]] = {
+    "baseline": [],
+    "preset": ["world_model=mlp_pusht"],  # the model the Push-T presets use
+    "select_best": SELECT,
+    "rollout4": ["world_model.pred_steps=4"],
+    "rollout8": ["world_model.pred_steps=8"],
+    "rollout16": ["world_model.pred_steps=16"],
+    "rollout8_discount0.8": ["world_model.pred_steps=8", "world_model.rollout_discount=0.8"],
+    "rollout8_select_best": ["world_model.pred_steps=8", *SELECT],
+    "layernorm": ["world_model.norm=layer"],
+    "wide512x4": ["world_model.hidden_dim=512", "world_model.depth=4"],
+    "steps30k": ["train.steps=30000"],
+    "data10x": ["data.episodes=10000"],
+    "block_frame": [FRAME],
+    "ensemble5": ["world_model=ensemble"],
+    "substeps5": ["world_model.substeps=5"],
+    "rollout8_frame": ["world_model.pred_steps=8", FRAME],
+    "data10x_rollout8_frame": ["data.episodes=10000", "world_model.pred_steps=8", FRAME],
+    "data10x_rollout8_frame_30k": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=30000"],
+}
+
+
+def held_out(task, policy: str, correlation: float, path: Path) -> TrajectoryDataset:
+    """The fixed held-out trajectories of this action setting, collected once."""
+    if path.exists():
+        return TrajectoryDataset.load(path)
+    data = collect(task, HELD_OUT["episodes"], HELD_OUT["episode_len"], policy, correlation, HELD_OUT["seed"],
+                   progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.save(path)
+    return data
+
+
+def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
+    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false", *overrides])
+    seed_everything(int(cfg.seed))
+    job = resolve(cfg, root / "levers" / actions / name)
+    try:
+        watch, started = Stopwatch(), time.perf_counter()
+        wandb_run = WandbRun(cfg.logger.wandb, job.output_dir, name=name, config={}, tags=[])
+        model, metrics = stages.world_model(job, wandb_run, watch)
+        elapsed = time.perf_counter() - started - watch.seconds.get("collect", 0.0)
+        data = held_out(job.task, job.data_policy, float(cfg.data.correlation),
+                        root / "levers" / f"held_out_{actions}.npz")
+        oracle = oracle_success(model, data, job.task.success, HORIZONS)
+        steps = job.task.env_steps_per_model_step
+        return {"lever": name, "overrides": " ".join(overrides), "model_key": job.model_key,
+                **{f"oracle@{h * steps:g}": round(100 * oracle[oracle_key(h)], 1) for h in HORIZONS},
+                "val_one_step_mse": metrics.get("val/one_step_mse"),
+                "selected_step": metrics.get("train/selected_step", cfg.train.steps),
+                "train_s": round(elapsed, 1), "transitions": int(cfg.data.episodes) * int(cfg.data.episode_len)}
+    finally:
+        job.close()
+
+
+def sensitivity(actions: str, root: Path, noises: list[float]) -> list[dict]:
+    """The simulator as a model: the held-out actions replayed from starts whose pusher and block
+    positions are moved by N(0, noise^2) units. Its oracle success is the ceiling of any model
+    whose error is as large as that noise at the start: how chaotic the trajectories are."""
+    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
+    job = resolve(cfg)
+    try:
+        task, rng = job.task, np.random.default_rng(0)
+        data = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{actions}.npz")
+        states = data.states.astype(np.float64)
+        moved = {h: ~np.asarray(task.success(states[:, 0], states[:, h]), dtype=bool) for h in HORIZONS}
+        rows = []
+        for noise in noises:
+            reached = np.empty_like(states)
+            for episode, start in enumerate(states[:, 0]):
+                start = start.copy()
+                start[:4] += rng.normal(0.0, noise, 4)
+                reached[episode, 0] = task.reset(start)
+                for t, action in enumerate(data.actions[episode].astype(np.float64)):
+                    reached[episode, t + 1] = task.step(action)
+            steps = task.env_steps_per_model_step
+            hits = {h: np.asarray(task.success(reached[:, h], states[:, h]), dtype=bool)[moved[h]] for h in HORIZONS}
+            rows.append({"lever": f"simulator, start moved by {noise:g}", "overrides": "",
+                         **{f"oracle@{h * steps:g}": round(100 * hits[h].mean(), 1) for h in HORIZONS}})
+        return rows
+    finally:
+        job.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--actions", choices=["held5", "stacked5"], default="stacked5")
+    parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated names (--list shows them)")
+    parser.add_argument("--out", type=Path, help="the CSV to append rows to")
+    parser.add_argument("--root", type=Path, default=Path("outputs"), help="paths.root_dir of the runs (caches)")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--sensitivity", default=None,
+                        help="comma-separated noises (units): measure the simulator's own ceiling instead of levers")
+    args = parser.parse_args()
+    if args.list:
+        for name, overrides in LEVERS.items():
+            print(f"{name:28s} {' '.join(overrides) or '(the plain MLP)'}")
+        return
+    unknown = [n for n in args.levers.split(",") if n not in LEVERS]
+    if unknown or args.out is None:
+        parser.error(f"unknown levers {unknown}: allowed {list(LEVERS)}" if unknown else "--out is required")
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)
+    if args.sensitivity is not None:
+        rows = sensitivity(args.actions, args.root.resolve(), [float(x) for x in args.sensitivity.split(",")])
+        pd.DataFrame(rows).to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+        print(pd.DataFrame(rows).to_string(index=False))
+        return
+    done = set(pd.read_csv(args.out)["lever"]) if args.out.exists() else set()
+    for name in args.levers.split(","):
+        if name in done:
+            continue
+        row = measure(name, LEVERS[name], args.actions, args.root.resolve())
+        print(OmegaConf.to_yaml(row), flush=True)
+        frame = pd.DataFrame([row])
+        frame.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+
+
+if __name__ == "__main__":
+    main()
