@@ -109,6 +109,10 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
     if model.pred_steps > cfg.data.episode_len:
         raise ConfigError(f"config key 'world_model.pred_steps' = {model.pred_steps}: allowed at most "
                           f"data.episode_len ({cfg.data.episode_len}), the longest training window an episode holds")
+    substeps = getattr(model, "substeps", 1)
+    if substeps > 1 and substeps != task.action_chunk:
+        raise ConfigError(f"config key 'world_model.substeps' = {substeps}: allowed 1, or env.action_chunk "
+                          f"({task.action_chunk}) to take a stacked action one env action per sub-step")
     planner, ablation = keys.planner_name(cfg), keys.ablation_name()
     data_key = keys.data_key(cfg, model.frame_size)
     model_key = keys.model_key(cfg, data_key)

@@ -255,18 +255,27 @@ def test_patience_stops_training_that_no_longer_improves():
     assert len(result["history"]) <= 1 + 3 + 1
 
 
-@pytest.mark.parametrize("action_dim", [10, 2], ids=["stacked_split", "held"])
-def test_substeps_chain_one_network_step_per_piece_of_the_action(action_dim):
+def test_substeps_chain_one_network_step_per_piece_of_the_action():
     torch.manual_seed(0)
-    model = MLPWorldModel(4, action_dim, hidden_dim=16, depth=1, substeps=5)
-    model.prepare(torch.randn(8, 3, 4), torch.rand(8, 2, action_dim))
-    state, action = torch.randn(6, 4), torch.rand(6, action_dim) * 2 - 1
-    pieces = action.split(2, dim=-1) if action_dim == 10 else [action] * 5
+    model = MLPWorldModel(4, 10, hidden_dim=16, depth=1, substeps=5)
+    model.prepare(torch.randn(8, 3, 4), torch.rand(8, 2, 10))
+    state, action = torch.randn(6, 4), torch.rand(6, 10) * 2 - 1
     expected = state
-    for piece in pieces:  # each sub-step: a fifth of the model step's mean and spread of motion
+    for piece in action.split(2, dim=-1):  # each sub-step: a fifth of the model step's mean and spread of motion
         expected = expected + model.delta_mean / 5 + model.delta_std / 5 * model.predict_delta(expected, piece)
     assert torch.allclose(model.advance(state, action), expected, atol=1e-6)
     assert model.net[0].in_features == 4 + 2
+
+
+def test_substeps_need_an_action_stacked_in_as_many_pieces(tiny_cfg):
+    from grasp.errors import ConfigError
+    from grasp.job import resolve
+
+    with pytest.raises(ValueError, match="world_model.substeps"):
+        MLPWorldModel(4, 10, substeps=3)
+    # a held 2-D action would split in two 1-D halves: refused before any work
+    with pytest.raises(ConfigError, match="world_model.substeps.*env.action_chunk"):
+        resolve(tiny_cfg("world_model.substeps=2"))
 
 
 def test_training_windows_longer_than_the_episodes_fail_before_collection(tiny_cfg):

@@ -51,12 +51,13 @@ class MLPWorldModel(WorldModel):
         if frame is not None and (not isinstance(frame, StateFrame) or frame.state_dim != state_dim):
             raise ValueError(f"world_model.frame={type(frame).__name__} is not a StateFrame of this task's "
                              f"{state_dim}-D states (grasp.models.frames)")
-        if not (isinstance(substeps, int) and substeps >= 1):
-            raise ValueError(f"world_model.substeps={substeps!r}: allowed an integer >= 1")
+        if not (isinstance(substeps, int) and substeps >= 1 and action_dim % substeps == 0):
+            raise ValueError(f"world_model.substeps={substeps!r}: allowed an integer >= 1 that splits the "
+                             f"{action_dim}-D action into equal pieces (one stacked env action each)")
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
-        # a stacked action splits into one piece per sub-step; one that does not split is held
+        # a stacked action splits into one piece per sub-step
         self.substeps = int(substeps)
-        self.sub_action_dim = action_dim // substeps if action_dim % substeps == 0 else action_dim
+        self.sub_action_dim = action_dim // substeps
         self.state_margin = None if state_margin is None else float(state_margin)
         self.pred_steps = int(pred_steps)
         self.register_buffer("step_weights", step_weights(self.pred_steps, float(rollout_discount)), persistent=False)
@@ -119,13 +120,11 @@ class MLPWorldModel(WorldModel):
 
     def advance(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One unbounded model step (what training rolls out): `substeps` network steps, each
-        taking its piece of a stacked action (or all of an action that does not split)."""
+        taking its piece of a stacked action."""
         if self.substeps == 1:
             return self._substep(state, action, self.delta_mean, self.delta_std)
-        pieces = (action.split(self.sub_action_dim, dim=-1) if self.sub_action_dim != self.action_dim
-                  else [action] * self.substeps)
         mean, std = self.delta_mean / self.substeps, self.delta_std / self.substeps
-        for piece in pieces:
+        for piece in action.split(self.sub_action_dim, dim=-1):
             state = self._substep(state, piece, mean, std)
         return state
 
