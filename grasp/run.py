@@ -8,14 +8,17 @@ from omegaconf import DictConfig
 
 import grasp.config  # noqa: F401  (registers resolvers before Hydra composes)
 from grasp import runner
+from grasp.errors import bad_input_exits
 from grasp.eval.runner import run_objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Returns the run's objective (eval.objective_time_weight) for sweepers such as Optuna's;
-    None when no evaluation ran."""
-    results = runner.run(cfg, HydraConfig.get().runtime.output_dir)
+    None when no evaluation ran. A bad config value or input file exits with status 2 and one
+    line naming it (grasp.errors.bad_input_exits)."""
+    with bad_input_exits():
+        results = runner.run(cfg, HydraConfig.get().runtime.output_dir)
     if results is None:
         return None
     return run_objective(cfg, results)

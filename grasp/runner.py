@@ -12,8 +12,10 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from grasp import stages, tracking
+from grasp.errors import ConfigError
 from grasp.eval.journal import JOURNAL_NAME
 from grasp.eval.metrics import to_markdown, write_results
+from grasp.eval.protocol import Protocol
 from grasp.eval.runner import evaluate, finished_evaluation
 from grasp.job import Job, evaluation_protocol, resolve
 from grasp.loggers import WandbRun
@@ -26,9 +28,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     """Run the configured stages; return the per-episode results (None without evaluate)."""
     started, watch = time.perf_counter(), Stopwatch()
     seed_everything(int(cfg.seed))
-    job = resolve(cfg, output_dir)  # bad knobs or files fail now, before minutes of collection and training
-    protocol = evaluation_protocol(job) if "evaluate" in job.stages else None
-    finished = finished_evaluation(job)
+    job, protocol, finished = start(cfg, output_dir)
     if finished is not None:  # a finished job of a rerun sweep: nothing to collect, train or plan
         report_resumed(job, finished)
         job.close()
@@ -50,6 +50,21 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
         wandb_run.finish()
         job.close()
     return results
+
+
+def start(cfg: DictConfig, output_dir: str | Path) -> tuple[Job, Protocol | None, pd.DataFrame | None]:
+    """The job, its evaluation protocol and a rerun's finished results: every config value and
+    input file (checkpoint, dataset, protocol, journal) is checked here, before minutes of
+    collection and training; what is wrong with them is raised as one ConfigError."""
+    job = None
+    try:
+        job = resolve(cfg, output_dir)
+        protocol = evaluation_protocol(job) if "evaluate" in job.stages else None
+        return job, protocol, finished_evaluation(job)
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError, and the files' own errors
+        if job is not None:
+            job.close()
+        raise exc if isinstance(exc, ConfigError) else ConfigError(str(exc)) from exc
 
 
 def report_resumed(job: Job, results: pd.DataFrame) -> None:

@@ -94,16 +94,25 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
 
 def test_bad_override_fails_before_any_work(tmp_path):
     proc = run_cli(TINY + [f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run", "device=tpu"], cwd=REPO_ROOT)
-    assert proc.returncode != 0
-    assert "config key 'device'" in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "grasp: error: config key 'device' = 'tpu' is invalid: allowed one of ['auto', 'cpu', 'cuda']"]
+    assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "outputs" / "cache").exists(), "nothing was collected or trained"
+
+
+def test_hydra_full_error_shows_a_bad_values_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    proc = run_cli(TINY + [f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run", "device=tpu"], cwd=REPO_ROOT)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "grasp.errors.ConfigError: config key 'device'" in proc.stderr
 
 
 def test_a_bad_value_in_any_job_of_a_sweep_stops_it_before_the_first_job(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "planner=grasp,cem",
                     "planner.iterations=25,-1"], cwd=REPO_ROOT)
-    assert proc.returncode != 0
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
     # jobs in Hydra's order: iterations (first set by TINY) x planner; job 2 is the first bad one
     assert "sweep job 2 (planner.iterations=-1 planner=grasp)" in proc.stderr
     assert "planner.iterations=-1: allowed range is [1, inf]" in proc.stderr

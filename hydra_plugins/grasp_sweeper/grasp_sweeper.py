@@ -31,7 +31,13 @@ ConfigStore.instance().store(group="hydra/sweeper", name="preflight", node=Prefl
 class PreflightSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch)  # Hydra's own: every job composes
-        from grasp.job import resolve  # late: Hydra imports every plugin at start-up, even for --help
+        from grasp.errors import bad_input_exits  # late: Hydra imports every plugin at start-up, even for --help
+
+        with bad_input_exits():  # one line and exit status 2, as a single run's bad value gives
+            self._check_every_job(batch)
+
+    def _check_every_job(self, batch: Sequence[Sequence[str]]) -> None:
+        from grasp.job import resolve
         from grasp.config import config_hash
         from grasp.errors import ConfigError
 
