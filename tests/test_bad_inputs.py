@@ -211,6 +211,27 @@ CASES: dict[str, tuple[list[str] | Callable, list[str]]] = {
 }
 
 
+class _Trap:
+    """Unpickled with weights_only=False, this would run code: it touches a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_carrying_a_pickled_callable_is_refused_unrun(trained, tmp_path):
+    marker = tmp_path / "code_ran"
+    overrides = _checkpoint_copy(trained, tmp_path, lambda p: p.update(note=_Trap(marker)))
+    with pytest.raises(ConfigError, match="edited.pt was refused: it holds Python objects"):
+        cfg = compose_config(TINY + [f"paths.root_dir={tmp_path}/fresh", f"paths.output_dir={tmp_path}/run", *overrides])
+        runner.run(cfg, Path(cfg.paths.output_dir))
+    assert not marker.exists(), "loading the checkpoint ran its code"
+    torch.load(tmp_path / "edited.pt", weights_only=False)  # the trap is real: a trusting load springs it
+    assert marker.exists()
+
+
 def test_the_table_has_at_least_twenty_bad_inputs():
     assert len(CASES) >= 20
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from grasp.config import NONFINITE_POLICIES
+from grasp.errors import ConfigError
 from grasp.models.base import WorldModel
 from grasp.train.dataset import TrajectoryDataset
 from grasp.utils import atomic_path
@@ -152,7 +154,7 @@ def read_resume_state(path: Path | None) -> dict[str, Any] | None:
     if path is None or not Path(path).exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a foreign or damaged file: start over rather than fail
         log.warning("train: ignoring unreadable resume state %s (%s)", path, exc)
         return None
@@ -288,28 +290,37 @@ def weights_are_finite(model: torch.nn.Module) -> bool:
             and not any(bool(torch.isnan(b).any()) for b in model.buffers() if b.is_floating_point()))
 
 
+def _unpickler_reason(exc: pickle.UnpicklingError) -> str:
+    """The line of torch's weights-only refusal that names what the file wanted to load."""
+    lines = [line.strip() for line in str(exc).splitlines() if "WeightsUnpickler error" in line]
+    return lines[0].split(". Please use")[0] if lines else type(exc).__name__
+
+
 def load_checkpoint(path: str | Path, device: torch.device, expect_env: str | None = None,
                     expect_dims: tuple[int, int] | None = None) -> tuple[WorldModel, dict[str, Any]]:
     path = Path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only found a class or callable to load
+        raise ConfigError(f"checkpoint {path} was refused: it holds Python objects besides tensors and plain "
+                          f"data, and loading them could run code ({_unpickler_reason(exc)})") from exc
     except Exception as exc:  # torch raises many kinds for a truncated or foreign file
-        raise ValueError(f"checkpoint {path} could not be read as a grasp checkpoint: {exc}") from exc
+        raise ConfigError(f"checkpoint {path} could not be read as a grasp checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} is not a grasp checkpoint of version {CHECKPOINT_VERSION}")
+        raise ConfigError(f"checkpoint {path} is not a grasp checkpoint of version {CHECKPOINT_VERSION}")
     if expect_env is not None and payload.get("env") != expect_env:
-        raise ValueError(f"checkpoint {path} was trained on env {payload.get('env')!r}, this run uses {expect_env!r}")
+        raise ConfigError(f"checkpoint {path} was trained on env {payload.get('env')!r}, this run uses {expect_env!r}")
     if expect_dims is not None and (payload.get("state_dim"), payload.get("action_dim")) != expect_dims:
-        raise ValueError(f"checkpoint {path} has (state_dim, action_dim) = "
-                         f"{(payload.get('state_dim'), payload.get('action_dim'))}, the task needs {expect_dims}")
+        raise ConfigError(f"checkpoint {path} has (state_dim, action_dim) = "
+                          f"{(payload.get('state_dim'), payload.get('action_dim'))}, the task needs {expect_dims}")
     try:
         model = build_world_model(payload["model_config"], payload["state_dim"], payload["action_dim"])
         model.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a missing entry, or weights of another shape
-        raise ValueError(f"checkpoint {path} does not hold a world model this code can load ({type(exc).__name__}: "
-                         f"{exc}); retrain it (delete the file) or point `checkpoint` at another") from exc
+        raise ConfigError(f"checkpoint {path} does not hold a world model this code can load ({type(exc).__name__}: "
+                          f"{exc}); retrain it (delete the file) or point `checkpoint` at another") from exc
     if not weights_are_finite(model):
-        raise ValueError(f"checkpoint {path} holds NaN or Inf weights; retrain it (delete the file)")
+        raise ConfigError(f"checkpoint {path} holds NaN or Inf weights; retrain it (delete the file)")
     if payload.get("state_readout") is not None:
         model.state_readout = payload["state_readout"]
     return model.to(device).eval(), payload
