@@ -28,9 +28,11 @@ paper: setup
 	$(PY) scripts/make_tables.py outputs/paper/paper_budget/gradient outputs/paper/paper_budget/sampling \
 		--out outputs/paper/paper_budget/tables
 
-## The test suite (CPU, real MuJoCo, real Hydra). Exit code 5 (no tests collected) fails.
+## The test suite (CPU, real MuJoCo, real Hydra): TEST_WORKERS pytest processes (a test file stays
+## in one), each with one torch thread. Exit code 5 (no tests collected) fails.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest $(ARGS); rc=$$?; \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 clean-outputs:
