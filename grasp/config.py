@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grasp.errors import ConfigError
+from grasp.loggers import wandb_mode
 from grasp.schema import check_sections, register
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,6 @@ CONF_DIR = REPO_ROOT / "conf"
 
 STAGES = ("collect", "train", "evaluate")
 DEVICES = ("auto", "cpu", "cuda")
-WANDB_MODES = ("disabled", "offline", "online")
 DATA_POLICIES = ("auto", "uniform", "colored", "scripted")
 #: eval.goal_source: where evaluation goals come from (grasp.eval.protocol)
 GOAL_SOURCES = ("random", "rollout")
@@ -99,7 +99,7 @@ def check_config(cfg: DictConfig) -> None:
     _require(precision in PRECISIONS, "precision", f"one of {list(PRECISIONS)}", precision)
     _require(precision != "fp16" or cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()),
              "precision", "fp32 or bf16 without CUDA (fp16 autocast needs device=cuda)", precision)
-    _require(cfg.logger.wandb.mode in WANDB_MODES, "logger.wandb.mode", f"one of {list(WANDB_MODES)}", cfg.logger.wandb.mode)
+    wandb_mode(cfg.logger.wandb.mode)  # the config's mode, or WANDB_MODE's: a bad one fails here
     _require(isinstance(cfg.horizon, int) and cfg.horizon >= 1, "horizon", "an integer >= 1", cfg.horizon)
     _require(cfg.data.policy in DATA_POLICIES, "data.policy", f"one of {list(DATA_POLICIES)}", cfg.data.policy)
     _require(0.0 <= cfg.data.correlation < 1.0, "data.correlation", "a number in [0, 1)", cfg.data.correlation)

@@ -1,6 +1,6 @@
 """Weights & Biases run for one job, laid out for dashboards: group = experiment, job_type =
 planner, name = <variant>-H<horizon>-<seed>, tags (env, planner, horizon, ablation), and the full
-resolved config flattened to dotted keys ("planner.sigma_init"), so any knob can group or filter.
+resolved config as nested sections (W&B shows and filters them as "planner.sigma_init").
 
 Results files never depend on this: with mode=disabled every call is a cheap no-op.
 """
@@ -13,38 +13,52 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from grasp.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: seconds an online run may take to start before the run logs offline instead
+ONLINE_TIMEOUT_S = 60
 
-def flat_config(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
-    """{"planner.sigma_init": 0.01, ...}: every leaf of the resolved config under its dotted path
-    (lists stay values)."""
-    node = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        if isinstance(value, dict) and value:
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+
+MODES = ("disabled", "offline", "online")
+#: WANDB_MODE's other spellings wandb itself accepts
+MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+
+
+def wandb_mode(configured: str | None) -> str:
+    """The mode a run logs in: the config's `logger.wandb.mode` when it sets one, else the
+    environment's WANDB_MODE, else offline (no network needed; `wandb sync` uploads later)."""
+    if configured is not None:
+        if configured not in MODES:
+            raise ConfigError(f"config key 'logger.wandb.mode' = {configured!r} is invalid: allowed null (WANDB_MODE, "
+                              f"else offline) or one of {list(MODES)}")
+        return configured
+    env = os.environ.get("WANDB_MODE", "").strip()
+    if not env:
+        return "offline"
+    mode = MODE_ALIASES.get(env, env)
+    if mode not in MODES:
+        raise ConfigError(f"environment variable WANDB_MODE = {env!r} is invalid: allowed one of "
+                          f"{list(MODES) + list(MODE_ALIASES)} (or set logger.wandb.mode)")
+    return mode
 
 
 class WandbRun:
     def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: dict[str, Any], tags: list[str],
                  run_id: str | None = None, job_type: str | None = None) -> None:
-        """`config`: what W&B stores (flat_config of the job's config, plus extras); `run_id`
+        """`config`: what W&B stores (the job's resolved config, plus extras); `run_id`
         continues that run (an interrupted job's, read from its resume state)."""
-        self.mode = wandb_cfg.mode
+        self.mode = wandb_mode(wandb_cfg.mode)
         self.run = None
         if self.mode == "disabled":
             return
         import wandb  # imported lazily: it takes a second and spawns a service
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.run = wandb.init(
-            mode=self.mode,
+        settings = dict(
             project=wandb_cfg.project,
             entity=wandb_cfg.entity,
             group=wandb_cfg.group,
@@ -56,7 +70,20 @@ class WandbRun:
             reinit="finish_previous",
             **({"id": run_id, "resume": "allow"} if run_id else {}),
         )
-        log.info("wandb: %s run %s in %s", self.mode, self.run.id, self.run.dir)
+        if self.mode == "online":
+            try:
+                self.run = wandb.init(mode="online", settings=wandb.Settings(init_timeout=ONLINE_TIMEOUT_S), **settings)
+            except Exception as exc:  # no API key, no network, a refused login: keep the run, offline
+                log.warning("wandb: an online run could not start (%s: %s); logging offline instead, "
+                            "`wandb sync` uploads it later", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                self.mode = "offline"
+        if self.run is None:
+            self.run = wandb.init(mode=self.mode, **settings)
+        if self.mode == "online":
+            log.info("wandb: online run %s: %s", self.run.id, self.run.url)
+        else:
+            log.info("wandb: offline run %s in %s (upload it with `wandb sync %s`)", self.run.id, self.run.dir,
+                     Path(self.run.dir).parent)
 
     @property
     def id(self) -> str | None:
@@ -71,6 +98,15 @@ class WandbRun:
         if self.run is not None:
             self.run.define_metric(step_metric)
             self.run.define_metric(pattern, step_metric=step_metric)
+
+    def log_file_artifact(self, path: Path, name: str, kind: str, metadata: dict[str, Any] | None = None) -> None:
+        """One file as a W&B artifact (offline runs keep it for `wandb sync`)."""
+        if self.run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(name, type=kind, metadata=metadata or {})
+            artifact.add_file(str(path))
+            self.run.log_artifact(artifact)
 
     def log_table(self, key: str, frame: pd.DataFrame) -> None:
         if self.run is not None:

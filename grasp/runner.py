@@ -43,6 +43,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
             return None
         with watch("world_model"):
             model, model_metrics = stages.world_model(job, wandb_run, watch)
+            tracking.log_checkpoint(job, wandb_run)
         if "evaluate" in job.stages:
             results = evaluate(job, model, protocol, model_metrics, wandb_run, watch)
     finally:

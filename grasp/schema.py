@@ -91,13 +91,14 @@ class PathsConf:
 
 @dataclass
 class WandbConf:
-    mode: str = MISSING
+    mode: Optional[str] = MISSING
     project: str = MISSING
     entity: Optional[str] = MISSING
     group: Optional[str] = MISSING
     job_type: Optional[str] = MISSING
     name: Optional[str] = MISSING
     tags: List[str] = MISSING
+    log_checkpoint: bool = MISSING
 
 
 @dataclass

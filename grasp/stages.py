@@ -56,6 +56,8 @@ def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldM
         return {**fit_state_readout(model, train_set, val_set, seed=int(cfg.train.seed)),
                 **oracle_success(model, val_set, task.success, oracle_horizons(job))}
 
+    wandb_run.define_axis("train/*", "train/step")  # training curves on their own step, not W&B's
+    wandb_run.define_axis("val/*", "train/step")
     model, info = load_or_train(job.checkpoint_path, cfg.world_model, timed_dataset, cfg.train,
                                 cfg.data.val_fraction, task.name, dims, job.device,
                                 meta={"data_hash": job.data_key, "data_path": str(job.data_path)},

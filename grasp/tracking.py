@@ -4,15 +4,18 @@ plans' curves, pictures of frame-reading models and the summary."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
+from grasp import provenance
 from grasp.eval.mpc import EpisodeOutcome
 from grasp.eval.pictures import episode_pictures
 from grasp.envs.observe import env_step_frames
 from grasp.job import Job
-from grasp.loggers import WandbRun, flat_config
+from grasp.loggers import WandbRun
 from grasp.planners.base import PlanInfo
 from grasp.train.trainer import read_resume_state, resume_path
 
@@ -27,8 +30,19 @@ def tags(job: Job) -> list[str]:
 
 
 def config(job: Job) -> dict[str, Any]:
-    """The job's resolved config, flattened, plus its variant and command-line overrides."""
-    return {**flat_config(job.cfg), "variant": job.variant, "overrides": job.overrides}
+    """The job's resolved config, plus its variant, command-line overrides and where the run
+    comes from (grasp.provenance: commit, dirty flag, package versions, device)."""
+    origin = {**provenance.code_version(), "versions": provenance.versions(), "device": str(job.device)}
+    return {**OmegaConf.to_container(job.cfg, resolve=True), "variant": job.variant, "overrides": job.overrides,
+            "provenance": origin}
+
+
+def log_checkpoint(job: Job, wandb_run: WandbRun) -> None:
+    """The world model's checkpoint as a W&B artifact, when logger.wandb.log_checkpoint asks."""
+    path = Path(job.cfg.checkpoint or job.checkpoint_path)
+    if job.cfg.logger.wandb.get("log_checkpoint", False) and path.is_file():
+        wandb_run.log_file_artifact(path, name=f"world-model-{job.task.name}-{job.model_key}", kind="model",
+                                    metadata={"model_key": job.model_key, "sha256": provenance.file_sha256(path)})
 
 
 def interrupted_run_id(job: Job) -> str | None:
@@ -71,7 +85,8 @@ def log_evaluation(job: Job, wandb_run: WandbRun, results: pd.DataFrame, summary
                        "eval/mean_model_divergence": summary["mean_model_divergence"],
                        "eval/plan_time_per_step_s": summary["plan_time_per_step_s"],
                        "eval/nonfinite_plans": int(results["nonfinite_plans"].sum()),
-                       "eval/episodes": len(results), "eval/wall_time_s": elapsed, "eval/objective": objective})
+                       "eval/episodes": len(results), "eval/wall_time_s": elapsed, "eval/objective": objective,
+                       "provenance/checkpoint_sha256": str(results["checkpoint_sha256"].iloc[0])})
 
 
 def plan_curves(infos: list[PlanInfo | None]) -> list[dict[str, float]]:

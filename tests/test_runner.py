@@ -3,10 +3,13 @@ results.csv, a W&B offline run read back from its files, caching, and a -m sweep
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import REPO_ROOT, TINY, run_cli
 from grasp.eval.metrics import RESULT_COLUMNS
@@ -17,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     base = TINY + [f"paths.root_dir={tmp_path}", "planner=cem"]
-    proc = run_cli(base + [f"hydra.run.dir={tmp_path}/run1", "logger.wandb.mode=offline"], cwd=REPO_ROOT)
+    proc = run_cli(base + [f"hydra.run.dir={tmp_path}/run1", "logger.wandb.mode=offline",
+                           "logger.wandb.log_checkpoint=true"], cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     results = pd.read_csv(tmp_path / "run1" / "results.csv")
@@ -26,16 +30,32 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     assert (results["steps"] >= 1).all() and (results["plan_time"] > 0).all()
     assert "success_%" in proc.stdout, "the summary table is printed at the end"
     assert (tmp_path / "run1" / "summary.md").exists() and (tmp_path / "run1" / ".hydra" / "config.yaml").exists()
+    # where every row came from: this checkout's commit and state, the versions, the device, the model file
+    head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip() != ""
+    (checkpoint,) = (tmp_path / "outputs" / "cache" / "checkpoints" / "wall").glob("*.pt")
+    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert len(head) == 40 and set(results["git_commit"]) == {head} and set(results["git_dirty"]) == {dirty}
+    assert set(results["device"]) == {"cpu"} and set(results["checkpoint_sha256"]) == {sha}
+    assert f"torch={torch.__version__}" in results["versions"][0] and "mujoco=" in results["versions"][0]
 
     (run_dir,) = (tmp_path / "run1" / "wandb").glob("offline-run-*")
     run = read_offline_run(run_dir)
     assert run["run"].run_group == "default" and run["run"].display_name == "cem-H6-0"
     assert run["run"].job_type == "cem"
     assert {"env:wall", "planner:cem", "H:6"} <= set(run["run"].tags)
-    # the config flattened to dotted keys (dashboards group and filter on any knob), with the overrides
-    assert run["config"]["planner._target_"] == "grasp.planners.cem.CEMPlanner"
-    assert run["config"]["eval.episodes"] == 2 and run["config"]["variant"] == "cem"
+    # the resolved config in nested sections (dashboards group and filter on any knob), with the overrides
+    assert run["config"]["planner"]["_target_"] == "grasp.planners.cem.CEMPlanner"
+    assert run["config"]["eval"]["episodes"] == 2 and run["config"]["variant"] == "cem"
     assert "planner=cem" in run["config"]["overrides"].split()
+    assert run["config"]["provenance"]["git_commit"] == head and run["config"]["provenance"]["device"] == "cpu"
+    assert run["summary"]["provenance/checkpoint_sha256"] == sha
+    # training curves on their own step; the checkpoint as a model artifact (logger.wandb.log_checkpoint)
+    axes = {m.glob_name: m.step_metric for m in run["metrics"] if m.glob_name}
+    assert axes["train/*"] == "train/step" and axes["val/*"] == "train/step"
+    (artifact,) = [a for a in run["artifacts"] if a.type == "model"]
+    assert artifact.name.startswith("world-model-wall-") and json.loads(artifact.metadata)["sha256"] == sha
     assert run["summary"]["eval/episodes"] == 2
     assert 0.0 <= run["summary"]["eval/success_rate"] <= 1.0
     # simulator success beside success at any step, in the model, and the model's oracle ceiling

@@ -37,7 +37,7 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path):
     for run, planner in zip(job_runs(sweep, 2), ("grasp", "cem")):
         assert run["run"].run_group == "submitit_test" and run["run"].job_type == planner
         assert run["run"].display_name == f"{planner}-H6-0"
-        assert run["config"]["planner.horizon"] == 6 and run["config"]["exp_name"] == "submitit_test"
+        assert run["config"]["planner"]["horizon"] == 6 and run["config"]["exp_name"] == "submitit_test"
         assert run["summary"]["eval/episodes"] == 2
         assert run["summary"]["eval/success_rate"] == pytest.approx(per_job[("grasp", "cem").index(planner)]
                                                                      ["success"].mean())
@@ -66,7 +66,7 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
         results = pd.read_csv(sweep / str(job) / "results.csv")
         assert set(results["planner"]) == {"grasp"} and (results["seed"] == 100).all(), "validation pairs: seed 100"
         assert run["run"].run_group == "optuna_test"
-        # each trial's sampled knobs are in its flattened config and its overrides
-        assert 0.003 <= run["config"]["planner.lr_states"] <= 0.3
-        assert f"planner.lr_states={run['config']['planner.lr_states']}" in run["config"]["overrides"].split()
-    assert runs[0]["config"]["planner.lr_states"] != runs[1]["config"]["planner.lr_states"]
+        # each trial's sampled knobs are in its config and its overrides
+        assert 0.003 <= run["config"]["planner"]["lr_states"] <= 0.3
+        assert f"planner.lr_states={run['config']['planner']['lr_states']}" in run["config"]["overrides"].split()
+    assert runs[0]["config"]["planner"]["lr_states"] != runs[1]["config"]["planner"]["lr_states"]

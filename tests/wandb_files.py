@@ -38,9 +38,10 @@ def _payloads(path: Path):
 
 
 def read_offline_run(run_dir: Path) -> dict:
-    """{'run': RunRecord, 'config': {...}, 'history': [{...}], 'summary': {...}} of one offline run."""
+    """{'run': RunRecord, 'config': {...}, 'history': [{...}], 'summary': {...}, 'metrics':
+    [MetricRecord], 'artifacts': [ArtifactRecord]} of one offline run."""
     (path,) = Path(run_dir).glob("run-*.wandb")
-    out: dict = {"run": None, "config": {}, "history": [], "summary": {}}
+    out: dict = {"run": None, "config": {}, "history": [], "summary": {}, "metrics": [], "artifacts": []}
     for payload in _payloads(path):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
@@ -52,6 +53,10 @@ def read_offline_run(run_dir: Path) -> dict:
             out["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "history":
             out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "metric":
+            out["metrics"].append(record.metric)
+        elif kind == "artifact":
+            out["artifacts"].append(record.artifact)
         elif kind == "summary":
             out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.summary.update})
     return out

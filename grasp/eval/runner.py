@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from grasp import provenance
 from grasp.eval.journal import JOURNAL_NAME, EpisodeJournal
 from grasp.eval.metrics import RESULT_COLUMNS, to_markdown, tuning_objective, write_results
 from grasp.eval.mpc import EpisodeOutcome, run_mpc
@@ -62,7 +63,7 @@ def model_quality(metrics: dict[str, float], horizon: int) -> dict[str, float]:
 
 
 def result_row(job: Job, planner: Planner, episode: int, episode_seed: int, outcome: EpisodeOutcome,
-               quality: dict[str, float]) -> dict[str, Any]:
+               shared: dict[str, Any]) -> dict[str, Any]:
     cfg, task = job.cfg, job.task
     return {
         "exp_name": cfg.exp_name, "planner": job.planner, "variant": job.variant, "env": task.name,
@@ -79,7 +80,7 @@ def result_row(job: Job, planner: Planner, episode: int, episode_seed: int, outc
         "plan_time_per_step": outcome.plan_time / max(outcome.steps, 1),
         "model_divergence": outcome.divergence, "model_max_divergence": outcome.max_divergence,
         "nonfinite_plans": outcome.nonfinite_plans,
-        **quality,
+        **shared,
     }
 
 
@@ -122,7 +123,9 @@ def evaluate(job: Job, model, protocol: Protocol, model_metrics: dict[str, float
              "open loop" if cfg.eval.open_loop else f"MPC replanning every {cfg.eval.replan_every}")
     started = time.perf_counter()
     shown: list[EpisodeOutcome] = []  # the first batch's outcomes, when it ran here: plan curves and pictures
-    quality = model_quality(model_metrics, planner.horizon)
+    # what every row of this evaluation shares: the model's held-out quality and the provenance
+    shared = {**model_quality(model_metrics, planner.horizon),
+              **provenance.stamp(job.device, job.cfg.checkpoint or job.checkpoint_path)}
     bar = tqdm(total=episodes, initial=len(done), desc="evaluate", unit="episode", disable=not cfg.progress,
                mininterval=1.0)
     for first in range(0, episodes, batch):
@@ -130,7 +133,7 @@ def evaluate(job: Job, model, protocol: Protocol, model_metrics: dict[str, float
         if all(i in done for i in index):
             continue
         outcomes = evaluate_batch(job, planner, protocol, index, watch)
-        rows = [result_row(job, planner, i, protocol.episode_seeds[i], outcome, quality)
+        rows = [result_row(job, planner, i, protocol.episode_seeds[i], outcome, shared)
                 for i, outcome in zip(index, outcomes)]
         with watch("logging"):
             new = [row for row in rows if row["episode"] not in done]  # rows of a torn batch stay as first written
