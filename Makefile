@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 ARGS ?=
 
-.PHONY: setup run suite paper test clean-outputs
+.PHONY: setup run suite paper test lock clean-outputs
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -34,6 +34,12 @@ TEST_WORKERS ?= 2
 test: setup
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+## requirements.lock: the versions of every dependency in .venv (torch excepted: TORCH_SPEC picks
+## it), which the set-up installs; run after a dependency change once the suite passes.
+lock: setup
+	@{ echo "# The dependency set the test suite passed with (make lock); scripts/setup_venv.sh installs it."; \
+	   $(PY) -m pip freeze --exclude-editable | grep -v -i '^torch=='; } > requirements.lock
 
 clean-outputs:
 	rm -rf outputs/*/ 

@@ -5,6 +5,8 @@
 #                          wheel on machines that carry it; PyPI serves it as the CUDA build)
 #   GRASP_SYSTEM_TORCH=1   build the venv with --system-site-packages and keep the torch your
 #                          system Python already has (e.g. a GPU cluster's build)
+#   GRASP_UNLOCKED=1       resolve the dependencies afresh instead of installing the versions
+#                          the suite was tested with (requirements.lock; `make lock` rewrites it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +27,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv "${flags[@]}" .venv
 fi
 
-stamp=".venv/.grasp-installed-$(cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-16)"
+lock=requirements.lock
+[ "${GRASP_UNLOCKED:-0}" = "1" ] || [ ! -f "$lock" ] || locked=locked
+stamp=".venv/.grasp-installed-$(cat pyproject.toml scripts/setup_venv.sh ${locked:+"$lock"} | sha1sum | cut -c1-16)-${locked:-unlocked}"
 if [ -f "$stamp" ]; then
     exit 0
 fi
@@ -35,8 +39,10 @@ if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
     echo "setup: installing ${TORCH_SPEC:-torch==2.13.0}"
     .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
-echo "setup: installing grasp (editable) and its dependencies"
-.venv/bin/python -m pip install -q -e ".[dev]"
+constraints=()
+[ -z "${locked:-}" ] || constraints=(-c "$lock")
+echo "setup: installing grasp (editable) and its dependencies${constraints:+ at the versions of requirements.lock}"
+.venv/bin/python -m pip install -q "${constraints[@]}" -e ".[dev]"
 rm -f .venv/.grasp-installed-*
 touch "$stamp"
 echo "setup: done"
