@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -70,3 +71,55 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
         assert 0.003 <= run["config"]["planner"]["lr_states"] <= 0.3
         assert f"planner.lr_states={run['config']['planner']['lr_states']}" in run["config"]["overrides"].split()
     assert runs[0]["config"]["planner"]["lr_states"] != runs[1]["config"]["planner"]["lr_states"]
+
+
+def _trial_states(storage: str, study: str) -> list[str]:
+    import optuna
+    from sqlalchemy.exc import OperationalError
+
+    if not Path(storage[len("sqlite:///"):]).exists():
+        return []
+    try:
+        return [t.state.name for t in optuna.load_study(study_name=study, storage=storage).trials]
+    except (KeyError, OperationalError):  # the sweep has not created its study (or tables) yet
+        return []
+
+
+def test_a_killed_optuna_search_resumes_its_study_and_finishes_it(tmp_path):
+    """Killed once its first trial is complete, the same command finishes the same study: three
+    completed trials in all, the killed trial marked failed, no trial's run dir overwritten."""
+    import os
+    import signal
+    import time
+
+    sweep = tmp_path / "search"
+    storage = f"sqlite:///{sweep}/optuna.db"
+    command = ["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "hparams_search=grasp_optuna",
+               "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2", "exp_name=resume_test"]
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    victim = subprocess.Popen([sys.executable, "-m", "grasp.run", *command], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 1200  # bounds a hang only; a busy machine can take minutes
+    try:
+        while "COMPLETE" not in (states := _trial_states(storage, "resume_test")) or len(states) < 2:
+            assert victim.poll() is None, "the search ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial completed in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+    killed = _trial_states(storage, "resume_test")
+    assert killed.count("COMPLETE") < 3 and "RUNNING" in killed
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/results.csv")}
+
+    proc = run_cli(command, cwd=REPO_ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{killed.count('COMPLETE')} of 3 trials complete" in proc.stdout + proc.stderr
+    final = _trial_states(storage, "resume_test")
+    assert final.count("COMPLETE") == 3 and final[: len(killed)].count("RUNNING") == 0
+    assert final.count("FAIL") == killed.count("RUNNING")
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "finished trials' results were not rewritten"
+    assert len(list(sweep.glob("*/results.csv"))) == 3
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == max(t.value for t in __import__("optuna").load_study(
+        study_name="resume_test", storage=storage).trials if t.state.name == "COMPLETE")
