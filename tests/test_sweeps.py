@@ -123,3 +123,55 @@ def test_a_killed_optuna_search_resumes_its_study_and_finishes_it(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == max(t.value for t in __import__("optuna").load_study(
         study_name="resume_test", storage=storage).trials if t.state.name == "COMPLETE")
+
+
+def _submitit_tasks(folder) -> list[int]:
+    """The pids of the processes running submitit jobs whose files are under `folder`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"submitit.core._submit" in cmdline and any(str(folder).encode() in part for part in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_requeued_submitit_job_resumes_its_evaluation(tmp_path):
+    """Preempted (submitit's USR2, as SLURM sends it), a job is checkpointed and requeued with its
+    config; launcher=submitit_local (like slurm) sets resume=true, so the requeued job keeps the
+    episodes in its journal and plans only the rest."""
+    import os
+    import signal
+    import time
+
+    sweep = tmp_path / "sweep"
+    slow = ["planner=grasp", "planner.iterations=60", "eval.max_steps=15", "horizon=8", "eval.episodes=6",
+            "eval.batch_size=2"]
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    command = [sys.executable, "-m", "grasp.run", "-m", *TINY, *slow, f"paths.root_dir={tmp_path}",
+               f"hydra.sweep.dir={sweep}", "launcher=submitit_local", "seed=0"]
+    sweeper = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    journal = sweep / "0" / "episodes.jsonl"
+    deadline = time.monotonic() + 1200  # bounds a hang only
+    try:
+        while not (journal.exists() and len(journal.read_text().splitlines()) - 1 >= 2):
+            assert sweeper.poll() is None, "the sweep ended before its job could be preempted"
+            assert time.monotonic() < deadline, "no batch reached the journal in time"
+            time.sleep(0.05)
+        before = journal.read_text().splitlines()[1:3]  # the first batch, as first written
+        (task,) = _submitit_tasks(sweep)
+        os.kill(task, signal.SIGUSR2)
+        output, _ = sweeper.communicate(timeout=1200)
+    finally:
+        if sweeper.poll() is None:
+            os.killpg(sweeper.pid, signal.SIGKILL)
+    assert sweeper.returncode == 0, output[-3000:]
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
+    assert "Requeued job" in logs, "the job was preempted and requeued"
+    assert "of 6 episodes already in" in logs, "the requeued job resumed from its journal"
+    assert not (sweep / "0" / "episodes.previous.jsonl").exists(), "the evaluation did not start over"
+    assert journal.read_text().splitlines()[1:3] == before
+    assert len(pd.read_csv(sweep / "0" / "results.csv")) == 6
