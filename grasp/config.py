@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,8 +15,26 @@ from grasp.errors import ConfigError
 from grasp.loggers import wandb_mode
 from grasp.schema import check_sections, register
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO_ROOT / "conf"
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: a source checkout's root (pyproject.toml and conf/ beside the package); None once installed
+SOURCE_ROOT: Path | None = next((p for p in [PACKAGE_DIR.parent]
+                                 if (p / "pyproject.toml").is_file() and (p / "conf").is_dir()), None)
+#: the configs: a wheel carries them as grasp/conf, a checkout has them at its root
+CONF_DIR = PACKAGE_DIR / "conf" if (PACKAGE_DIR / "conf").is_dir() else PACKAGE_DIR.parent / "conf"
+#: environment variable that moves paths.root_dir (outputs/, caches) elsewhere
+ROOT_ENV = "GRASP_ROOT"
+
+
+def root_dir() -> Path:
+    """Where outputs/ lands: $GRASP_ROOT, else a source checkout's root (whatever the cwd, as the
+    README's commands expect), else the working directory (an installed package)."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser().resolve()
+    return SOURCE_ROOT or Path.cwd()
+
+
+#: the checkout's root in a checkout (scripts, tests, docs live there); the working directory once installed
+REPO_ROOT = SOURCE_ROOT or Path.cwd()
 
 STAGES = ("collect", "train", "evaluate")
 DEVICES = ("auto", "cpu", "cuda")
@@ -35,7 +54,7 @@ def register_resolvers() -> None:
     """Idempotent: Hydra's main and the tests' compose both call it before composing; it also
     registers the typed schema (grasp.schema) that conf/config.yaml builds on."""
     if not OmegaConf.has_resolver("grasp_root"):
-        OmegaConf.register_new_resolver("grasp_root", lambda: str(REPO_ROOT))
+        OmegaConf.register_new_resolver("grasp_root", lambda: str(root_dir()))
     register()
 
 

@@ -13,13 +13,18 @@ from pathlib import Path
 import torch
 
 #: the distributions whose versions decide a result (simulation, model, composition, logging)
-PACKAGES = ("grasp", "torch", "mujoco", "hydra-core", "wandb")
-SOURCE_DIR = Path(__file__).resolve().parent
+PACKAGES = ("grasp-wm", "torch", "mujoco", "hydra-core", "wandb")
 
 
 def _git(*args: str) -> str | None:
+    """git in the source checkout; None for an installed package (whatever repository its
+    site-packages may sit in is not its source)."""
+    from grasp.config import SOURCE_ROOT
+
+    if SOURCE_ROOT is None:
+        return None
     try:
-        done = subprocess.run(["git", "-C", str(SOURCE_DIR), *args], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(["git", "-C", str(SOURCE_ROOT), *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -43,7 +48,7 @@ def _version(name: str) -> str:
 
 @lru_cache(maxsize=1)
 def versions() -> str:
-    """'grasp=0.1.0 torch=2.13.0 ...': one string, so it is one column and one W&B key."""
+    """'grasp-wm=0.1.0 torch=2.13.0 ...': one string, so it is one column and one W&B key."""
     return " ".join(f"{name}={_version(name)}" for name in PACKAGES)
 
 

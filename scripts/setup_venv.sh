@@ -39,6 +39,10 @@ if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
     echo "setup: installing ${TORCH_SPEC:-torch==2.13.0}"
     .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
+# the distribution was called `grasp` before it became grasp-wm: drop that editable install
+if .venv/bin/python -m pip show -q grasp >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall -q -y grasp
+fi
 constraints=()
 [ -z "${locked:-}" ] || constraints=(-c "$lock")
 echo "setup: installing grasp (editable) and its dependencies${constraints:+ at the versions of requirements.lock}"

@@ -4,7 +4,6 @@ with a target: timings on a shared test machine say nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 import os
@@ -24,14 +23,10 @@ COLUMNS = {"device", "threads", "model", "planner", "chunked", "chunk_size", "ho
 
 
 def load_script():
-    """The script as a module (it lives outside the package); registered in sys.modules, which
-    its dataclasses need."""
-    if "bench_planners" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("bench_planners", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_planners"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["bench_planners"]
+    """The benchmark's module (scripts/bench_planners.py and grasp-bench call it)."""
+    from grasp.cli import bench
+
+    return bench
 
 
 @pytest.fixture
