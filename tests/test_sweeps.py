@@ -175,3 +175,22 @@ def test_a_requeued_submitit_job_resumes_its_evaluation(tmp_path):
     assert not (sweep / "0" / "episodes.previous.jsonl").exists(), "the evaluation did not start over"
     assert journal.read_text().splitlines()[1:3] == before
     assert len(pd.read_csv(sweep / "0" / "results.csv")) == 6
+
+
+@pytest.mark.parametrize("pretrain", [True, False])
+def test_parallel_jobs_sharing_a_missing_model_find_it_trained_by_a_pretrain_job(tmp_path, pretrain):
+    """Two joblib jobs need one model that is not cached: the sweeper trains it in pretrain/0 first,
+    so neither job trains (or waits on the training lock); with pretrain off one of them trains."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "launcher=joblib",
+                    "planner=cem,gd", f"hydra.sweeper.pretrain={str(pretrain).lower()}"], cwd=REPO_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    logs = [(sweep / str(job) / "run.log").read_text() for job in (0, 1)]
+    trained = ["train: wrote" in log for log in logs]
+    if pretrain:
+        assert "train: wrote" in (sweep / "pretrain" / "0" / "run.log").read_text()
+        assert trained == [False, False] and all("reusing cached world model" in log for log in logs)
+        assert not (sweep / "pretrain" / "0" / "results.csv").exists()
+    else:
+        assert not (sweep / "pretrain").exists() and sum(trained) == 1
+    assert len(pd.read_csv(sweep / "results.csv")) == 4

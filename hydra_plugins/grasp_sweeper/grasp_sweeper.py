@@ -6,13 +6,23 @@ jobs before it ran for hours. This sweeper also runs each job's start-up checks
 (grasp.job.resolve: schema, ranges, the planner's and model's constructors, given files)
 on every composed job config first, and stops the sweep with one error naming the job.
 
+World models shared by jobs are trained first. When two or more jobs of a batch need the same
+world model and it is not cached yet, a parallel launcher (joblib, submitit, SLURM) would start
+them all, and all but one would wait on the training lock, holding their cores or cluster
+allocation for the whole training. So the sweeper launches one `stages=[collect,train]` job per
+missing shared model first (in the sweep folder's `pretrain/<n>/`, in parallel across models),
+then the batch, whose jobs all find their model cached. `hydra.sweeper.pretrain=false` turns
+this off.
+
 It is `hydra/sweeper: preflight`, the default (conf/hydra/default.yaml); hparams_search presets
 swap in Optuna's sweeper, whose jobs are sampled one trial at a time. It lives in the
 `hydra_plugins` namespace because Hydra only instantiates sweepers found there.
 """
 
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
@@ -23,25 +33,55 @@ from omegaconf import open_dict
 @dataclass
 class PreflightSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.grasp_sweeper.grasp_sweeper.PreflightSweeper"
+    #: train world models shared by several jobs in jobs of their own before the batch
+    pretrain: bool = True
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="preflight", node=PreflightSweeperConf, provider="grasp")
 
 
+log = logging.getLogger(__name__)
+
+
 class PreflightSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 pretrain: bool = True) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.pretrain = pretrain
+        self._pretrained = 0  # pretrain jobs launched so far (their folder numbers)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         super().validate_batch_is_legal(batch)  # Hydra's own: every job composes
         from grasp.errors import bad_input_exits  # late: Hydra imports every plugin at start-up, even for --help
 
         with bad_input_exits():  # one line and exit status 2, as a single run's bad value gives
-            self._check_every_job(batch)
+            missing = self._check_every_job(batch)
+        if self.pretrain:
+            self._train_shared_models(missing)
 
-    def _check_every_job(self, batch: Sequence[Sequence[str]]) -> None:
+    def _train_shared_models(self, missing: dict[Path, list[Sequence[str]]]) -> None:
+        """One collect+train job per model that two or more jobs need and nobody has trained yet."""
+        shared = [jobs[0] for jobs in missing.values() if len(jobs) > 1]
+        if not shared:
+            return
+        first = self._pretrained
+        pretrain = [[*(o for o in overrides if not o.startswith("stages=")), "stages=[collect,train]",
+                     f"hydra.sweep.subdir=pretrain/{first + n}"] for n, overrides in enumerate(shared)]
+        self._pretrained += len(pretrain)
+        log.info("sweep: training %d shared world model(s) first, in %s/pretrain/", len(pretrain),
+                 self.config.hydra.sweep.dir)
+        for result in self.launcher.launch(pretrain, initial_job_idx=first):
+            _ = result.return_value  # a failed training stops the sweep here, before the batch
+
+    def _check_every_job(self, batch: Sequence[Sequence[str]]) -> dict[Path, list[Sequence[str]]]:
+        """Resolve every job (a bad one stops the sweep); return, per world model that is not cached
+        and that some job would train, the overrides of the jobs that need it."""
         from grasp.job import resolve
         from grasp.config import config_hash
         from grasp.errors import ConfigError
 
         tasks: dict[str, object] = {}  # one simulator per env config, shared by the jobs' checks
+        missing: dict[Path, list[Sequence[str]]] = {}
         try:
             first = sum(len(done) for done in self.overrides[: self.batch_index - 1])  # jobs of earlier batches
             for number, overrides in enumerate(batch, start=first):
@@ -51,11 +91,16 @@ class PreflightSweeper(BasicSweeper):
                     del job["hydra"]
                 key = config_hash(job.env)
                 try:
-                    tasks[key] = resolve(job, task=tasks.get(key)).task
+                    resolved = resolve(job, task=tasks.get(key))
+                    tasks[key] = resolved.task
                 except (ValueError, RuntimeError) as exc:  # ConfigError and the files' errors
                     varying = [o for o in overrides if any(o not in other for other in batch)] or list(overrides)
                     raise ConfigError(f"sweep job {number} ({' '.join(varying)}): {exc}; no job of the sweep "
                                       "was started") from exc
+                trains = "train" in resolved.stages and job.get("checkpoint") is None
+                if trains and not resolved.checkpoint_path.exists():
+                    missing.setdefault(resolved.checkpoint_path, []).append(overrides)
         finally:
             for task in tasks.values():
                 task.close()
+        return missing
