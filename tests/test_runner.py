@@ -157,3 +157,15 @@ def test_multirun_sweeps_planners_and_aggregates(tmp_path):
     assert len(list((tmp_path / "outputs" / "cache" / "protocols" / "wall").glob("*.json"))) == 1
     assert list(per_job[0]["episode_seed"]) == list(per_job[1]["episode_seed"])
     assert "success_ci95_%" in summary and per_job[0]["model_divergence"].notna().all()
+
+
+@pytest.mark.parametrize("override, says", [
+    ("planner=nosuch", "Could not find 'planner/nosuch'"),
+    ("nosuchkey=1", "Could not override 'nosuchkey'"),
+    ("eval.episodes=[", "no viable alternative"),
+])
+def test_a_config_hydra_cannot_compose_exits_2_without_a_traceback(tmp_path, override, says):
+    proc = run_cli([f"paths.root_dir={tmp_path}", override], cwd=REPO_ROOT)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "outputs").exists()
+
