@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from grasp.envs.from_gymnasium import GymnasiumTask
-from grasp.envs.pusht_geometry import wrap_angle
+from grasp.envs.pusht_geometry import BlockPoseGoal
 
 
 def _import_gym_pusht() -> None:
@@ -52,14 +52,10 @@ class PymunkPushTState:
         env.block.position, env.block.velocity, env.block.angular_velocity = (s[2], s[3]), (s[8], s[9]), s[10]
 
 
-def block_pose(state: np.ndarray) -> np.ndarray:
-    """(..., 3): block x, y (px) and angle (rad) of (..., 11) states."""
-    state = np.asarray(state)
-    return np.concatenate([state[..., 2:4], np.arctan2(state[..., 5], state[..., 4])[..., None]], axis=-1)
-
-
-class GymPushTTask(GymnasiumTask):
-    """gym-pusht's PushTEnv; actions in [-1, 1]^2 are the agent's target position over the table."""
+class GymPushTTask(BlockPoseGoal, GymnasiumTask):
+    """gym-pusht's PushTEnv; actions in [-1, 1]^2 are the agent's target position over the table.
+    Distance and success are our Push-T's (BlockPoseGoal), in px: position error + angle_weight x
+    angle error, and DINO-WM's 20 px / pi/9 rule."""
 
     version = 1
 
@@ -82,21 +78,6 @@ class GymPushTTask(GymnasiumTask):
         self.policy_radius, self.policy_hold = float(policy_radius), float(policy_hold)
         self.default_data_policy = "scripted"
         self._target: np.ndarray | None = None
-
-    def _errors(self, state: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        state, goal = block_pose(state), block_pose(goal)
-        pos = np.linalg.norm(state[..., :2] - goal[..., :2], axis=-1)
-        return pos, np.abs(wrap_angle(state[..., 2] - goal[..., 2]))
-
-    def distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """Block position error (px) + angle_weight * |wrapped angle error| (px per rad)."""
-        pos, angle = self._errors(state, goal)
-        return pos + self.angle_weight * angle
-
-    def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """Position error < success_pos and angle error < success_angle (DINO-WM's rule)."""
-        pos, angle = self._errors(state, goal)
-        return (pos < self.success_pos) & (angle < self.success_angle)
 
     def reset(self, state: np.ndarray) -> np.ndarray:
         self._target = None

@@ -48,7 +48,8 @@ import numpy as np
 
 from grasp.envs.base import Task
 from grasp.envs.pusht_geometry import (BAR, BAR_AREA, BLOCK_GYRATION, BLOCK_RADIUS, MJCF, OUTLINE, PUSHER_RADIUS, PX,  # noqa: F401
-                                       STEM, STEM_AREA, block_distance, block_pose, make_state, rotation, wrap_angle)
+                                       BlockPoseGoal, STEM, STEM_AREA, block_distance, block_pose, make_state, rotation,
+                                       wrap_angle)
 from grasp.envs.rendering import GOAL_GROUP, FrameRenderer
 
 
@@ -62,7 +63,7 @@ class _PushPlan:
         self.end = np.zeros(2)
 
 
-class PushTTask(Task):
+class PushTTask(BlockPoseGoal, Task):
     """State [pusher_x, pusher_y, block_x, block_y, cos(block_angle), sin(block_angle), pusher_vx,
     pusher_vy, block_vx, block_vy, block_vangle]; actions in [-1, 1]^2 are pusher velocity commands
     (see module doc)."""
@@ -184,23 +185,6 @@ class PushTTask(Task):
         qpos = self.data.qpos
         return np.array([*qpos[:4], math.cos(qpos[4]), math.sin(qpos[4]), *self.data.qvel], dtype=np.float64)
 
-    # ---- goal test -----------------------------------------------------------------------
-    def _errors(self, state: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        state, goal = block_pose(state), block_pose(goal)
-        pos = np.linalg.norm(state[..., :2] - goal[..., :2], axis=-1)
-        angle = np.abs(wrap_angle(state[..., 2] - goal[..., 2]))
-        return pos, angle
-
-    def distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """Block position error + angle_weight * |wrapped angle error|; works on (..., D) batches."""
-        pos, angle = self._errors(state, goal)
-        return pos + self.angle_weight * angle
-
-    def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
-        """Position error < success_pos and angle error < success_angle (DINO-WM's rule)."""
-        pos, angle = self._errors(state, goal)
-        return (pos < self.success_pos) & (angle < self.success_angle)
-
     # ---- sampling ------------------------------------------------------------------------
     def _clear(self, state: np.ndarray) -> bool:
         """Whether the pusher keeps `margin` from the block and nothing touches in the simulator."""
@@ -230,7 +214,7 @@ class PushTTask(Task):
         start = self.sample_state(rng)
         for _ in range(1000):
             pose = self._sample_pose(rng)
-            pos, angle = self._errors(make_state(block=pose), start)
+            pos, angle = self.pose_errors(make_state(block=pose), start)
             if pos >= self.min_goal_distance or angle >= self.min_goal_angle:
                 return start, self._sample_with_block(rng, pose)
         raise RuntimeError(f"env.min_goal_distance={self.min_goal_distance} and env.min_goal_angle="

@@ -118,3 +118,28 @@ def block_distance(point: np.ndarray, block_pose: np.ndarray) -> float:
         q = np.abs(local - centre) - half
         dists.append(float(np.linalg.norm(np.maximum(q, 0.0)) + min(q.max(), 0.0)))
     return min(dists)
+
+
+class BlockPoseGoal:
+    """Push-T's goal test on the block pose of (..., 11) states, for any Push-T (ours or the
+    original): needs `success_pos`, `success_angle` and `angle_weight` in the state's units."""
+
+    success_pos: float
+    success_angle: float
+    angle_weight: float
+
+    def pose_errors(self, state: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Block position error and |wrapped angle error|; works on (..., D) batches."""
+        state, goal = block_pose(state), block_pose(goal)
+        pos = np.linalg.norm(state[..., :2] - goal[..., :2], axis=-1)
+        return pos, np.abs(wrap_angle(state[..., 2] - goal[..., 2]))
+
+    def distance(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Block position error + angle_weight * |wrapped angle error|."""
+        pos, angle = self.pose_errors(state, goal)
+        return pos + self.angle_weight * angle
+
+    def success(self, state: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Position error < success_pos and angle error < success_angle (DINO-WM's rule)."""
+        pos, angle = self.pose_errors(state, goal)
+        return (pos < self.success_pos) & (angle < self.success_angle)
