@@ -194,3 +194,14 @@ def test_parallel_jobs_sharing_a_missing_model_find_it_trained_by_a_pretrain_job
     else:
         assert not (sweep / "pretrain").exists() and sum(trained) == 1
     assert len(pd.read_csv(sweep / "results.csv")) == 4
+
+
+def test_optuna_trials_run_in_parallel_jobs_on_one_persistent_study(tmp_path):
+    sweep = tmp_path / "search"
+    proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "hparams_search=grasp_optuna",
+                    "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.n_startup_trials=2",
+                    "launcher=joblib", "exp_name=parallel_test"], cwd=REPO_ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("is launching 2 jobs") == 2, "two batches of two parallel trials"
+    assert _trial_states(f"sqlite:///{sweep}/optuna.db", "parallel_test") == ["COMPLETE"] * 4
+    assert len(list(sweep.glob("*/results.csv"))) == 4
