@@ -33,6 +33,15 @@ def resolved(cfg):
     return job
 
 
+@pytest.fixture(autouse=True)
+def own_wandb_service():
+    """wandb.init in this process puts its service's address in WANDB_SERVICE, which subprocesses
+    inherit and attach to: a killed subprocess's run then stays registered there and a resumed one
+    is refused ("run ID is in use"). Every test's subprocesses start their own service instead."""
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     """A composed config at tiny sizes whose every path lies under tmp_path."""
