@@ -17,8 +17,8 @@ from grasp.schema import check_sections, register
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: a source checkout's root (pyproject.toml and conf/ beside the package); None once installed
-SOURCE_ROOT: Path | None = next((p for p in [PACKAGE_DIR.parent]
-                                 if (p / "pyproject.toml").is_file() and (p / "conf").is_dir()), None)
+SOURCE_ROOT: Path | None = (PACKAGE_DIR.parent if (PACKAGE_DIR.parent / "pyproject.toml").is_file()
+                            and (PACKAGE_DIR.parent / "conf").is_dir() else None)
 #: the configs: a wheel carries them as grasp/conf, a checkout has them at its root
 CONF_DIR = PACKAGE_DIR / "conf" if (PACKAGE_DIR / "conf").is_dir() else PACKAGE_DIR.parent / "conf"
 #: environment variable that moves paths.root_dir (outputs/, caches) elsewhere
