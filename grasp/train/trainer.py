@@ -77,18 +77,51 @@ class Episodes:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniform windows; with one-step windows the draw is one flat transition index."""
+        return self.windows_at(self.draw(batch_size, 1, generator)[0])
+
+    def draw(self, batch_size: int, steps: int, generator: torch.Generator) -> torch.Tensor:
+        """The flat window indices (steps, batch_size) of `steps` batches, drawn on the CPU
+        generator and moved in one copy: the same numbers as `steps` draws of one batch, on
+        every device, with one host-to-device transfer instead of one a step."""
         starts = self.length - self.window + 1
-        flat = torch.randint(0, self.episodes * starts, (batch_size,), generator=generator).to(self.states.device)
+        flat = torch.randint(0, self.episodes * starts, (steps, batch_size), generator=generator)
+        return flat.to(self.states.device, non_blocking=True)
+
+    def windows_at(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = self.length - self.window + 1
         return self.windows(flat // starts, flat % starts)
 
 
+class BatchIndices:
+    """The training batches' window indices, drawn BLOCK steps at a time (grasp.train.trainer.
+    Episodes.draw): one host-to-device copy per block, not a step. Blocks end at the steps where
+    the training state is saved, so the saved generator state is the one a step-by-step draw
+    leaves there and a resumed run draws the same batches."""
+
+    BLOCK = 256
+
+    def __init__(self, episodes: Episodes, batch_size: int, generator: torch.Generator, save_every: int) -> None:
+        self.episodes, self.batch_size, self.generator, self.save_every = episodes, batch_size, generator, save_every
+        self.block, self.first = None, 0
+
+    def next(self, step: int) -> torch.Tensor:
+        """Indices (batch_size,) of training step `step` (steps come in order, from 1)."""
+        if self.block is None or step - self.first >= self.block.shape[0]:
+            end = step + self.BLOCK
+            if self.save_every:  # the block ends with the next step whose state is saved
+                end = min(end, -(-step // self.save_every) * self.save_every + 1)
+            self.block, self.first = self.episodes.draw(self.batch_size, end - step, self.generator), step
+        return self.block[step - self.first]
+
+
 @torch.no_grad()
-def held_out_metrics(model: WorldModel, val: TrajectoryDataset, rollout_len: int) -> dict[str, float]:
-    """The model's own `validation_metrics` on the held-out episodes, in eval mode."""
+def held_out_metrics(model: WorldModel, val: TrajectoryDataset | Episodes, rollout_len: int) -> dict[str, float]:
+    """The model's own `validation_metrics` on the held-out episodes, in eval mode (give them as
+    Episodes to put them on the device once for every validation of a training run)."""
     was_training = model.training
     model.eval()
     try:
-        return model.validation_metrics(Episodes(model, val), int(rollout_len))
+        return model.validation_metrics(val if isinstance(val, Episodes) else Episodes(model, val), int(rollout_len))
     finally:
         model.train(was_training)
 
@@ -195,7 +228,7 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
     generator = torch.Generator(device="cpu").manual_seed(int(train_cfg.seed))
     torch.manual_seed(int(train_cfg.seed))
     train_set, val_set = data.split(val_fraction)
-    episodes = Episodes(model, train_set)
+    episodes, val_episodes = Episodes(model, train_set), Episodes(model, val_set)
     model.prepare(episodes.states, episodes.actions)
     calibration = episodes.calibration_sample(seed=int(train_cfg.seed))
     model.train()
@@ -222,8 +255,9 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
                           (saved or {}).get("selection"))
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0,
                initial=first - 1, total=steps)
+    batches = BatchIndices(episodes, int(train_cfg.batch_size), generator, checkpoint_every if resume_path else 0)
     for step in bar:
-        obs, actions = episodes.sample(int(train_cfg.batch_size), generator)
+        obs, actions = episodes.windows_at(batches.next(step))
         loss, parts = model.training_loss(obs, actions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -245,7 +279,7 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             model.calibrate(calibration)
             metrics = {"train/step": step, "train/loss": loss_value, "train/skipped_batches": skipped,
                        **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
-                       **held_out_metrics(model, val_set, int(train_cfg.rollout_len))}
+                       **held_out_metrics(model, val_episodes, int(train_cfg.rollout_len))}
             history.append(metrics)
             bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{metrics['val/one_step_mse']:.4f}")
             if log_fn is not None:
