@@ -95,7 +95,9 @@ def evaluate_batch(job: Job, planner: Planner, protocol: Protocol, episodes: ran
     """MPC on one batch of episodes: their simulators side by side, one planner call per step."""
     cfg, index = job.cfg, list(episodes)
     tasks = [job.task] + [hydra.utils.instantiate(cfg.env) for _ in index[1:]]
-    generator = torch.Generator(device=job.device).manual_seed(batch_seed(int(cfg.seed), index[0]))
+    # a CPU generator whatever the device: draws are moved to the model (sample_normal), so a
+    # seed plans alike on CPU and GPU
+    generator = torch.Generator(device="cpu").manual_seed(batch_seed(int(cfg.seed), index[0]))
     seeds = [protocol.episode_seeds[i] for i in index]
     try:
         return run_mpc(tasks, planner, protocol.starts[index], protocol.goals[index], max_steps=int(cfg.eval.max_steps),

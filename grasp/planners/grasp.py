@@ -134,6 +134,11 @@ class GraspPlanner(Planner):
         self.sync_lr = check_range("sync_lr", sync_lr, above=0.0)
         self.sync_samples = check_range("sync_samples", sync_samples, 2, integer=True)
         self.sync_std = check_range("sync_std", sync_std, 0.0)
+        # sync=cem: one CEM over the actions, built once (its bounds stay on the device)
+        self.sync_cem = None if self.sync != "cem" else CEMPlanner(
+            world_model, self.horizon, iterations=self.sync_steps, samples=self.sync_samples,
+            elites=max(1, self.sync_samples // 8), init_std=self.sync_std, min_std=0.0, return_best=True,
+            action_low=self.action_low, action_high=self.action_high, state_weights=self.state_weights)
         self.init = check_choice("init", init, INITS)
         self.init_noise = check_range("init_noise", init_noise, 0.0)
         self.param = ActionParam(check_choice("action_param", action_param, ACTION_PARAMS),
@@ -298,14 +303,10 @@ class GraspPlanner(Planner):
             shot = shoot(self, state0, goal, free, self.param, self.sync_steps, self.sync_lr)
             best, before, after = shot.free, shot.cost_before, shot.cost
         else:
-            cem = CEMPlanner(self.world_model, free.shape[1], iterations=self.sync_steps, samples=self.sync_samples,
-                             elites=max(1, self.sync_samples // 8), init_std=self.sync_std, min_std=0.0,
-                             return_best=True, action_low=self.action_low.tolist(),
-                             action_high=self.action_high.tolist(), state_weights=self.state_weights.tolist())
             with torch.no_grad():
                 actions = self.param.to_actions(free.detach())
                 before = self.rollout_cost(state0, actions, goal)
-                refined = cem._optimize(state0, goal, actions, None, generator)
+                refined = self.sync_cem._optimize(state0, goal, actions, None, generator)
                 after = refined.info["best_cost"][-1].to(self.device)
                 better = after < before
                 best = torch.where(better[:, None, None], self.param.to_free(refined.actions), free.detach())

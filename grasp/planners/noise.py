@@ -33,10 +33,11 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def _combine(*parts: torch.Tensor) -> torch.Tensor:
-    """Hash of several 32-bit integer tensors (broadcast together)."""
-    h = torch.zeros((), dtype=torch.int64, device=parts[0].device)
-    for part in parts:
+def _combine(first: torch.Tensor, *rest: torch.Tensor | int) -> torch.Tensor:
+    """Hash of 32-bit integers (tensors broadcast together, or Python ints: a counter or salt
+    then needs no host-to-device copy)."""
+    h = torch.zeros((), dtype=torch.int64, device=first.device)
+    for part in (first, *rest):
         h = _mix32(_mul32(h, 0x9E3779B1) + (part & _MASK32))
     return h
 
@@ -63,14 +64,13 @@ class NoiseStreams:
     def _halves(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.keys & _MASK32, (self.keys >> 32) & _MASK32
 
-    def _derived(self, salt: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> "NoiseStreams":
+    def _derived(self, salt: torch.Tensor | int, low: torch.Tensor, high: torch.Tensor) -> "NoiseStreams":
         """Fresh streams keyed by hashes of (key halves, salt): independent of the parents' streams."""
         return NoiseStreams((_combine(low, salt) << 31) ^ _combine(high, salt, low), self.keys.device)
 
     def fork(self, salt: int) -> "NoiseStreams":
         """Independent streams for a new use of the same problems (e.g. the k-th MPC plan call)."""
-        salt_t = torch.tensor(int(salt) & _MASK32, dtype=torch.int64, device=self.keys.device)
-        return self._derived(salt_t, *self._halves())
+        return self._derived(int(salt) & _MASK32, *self._halves())
 
     def expand(self, copies: int) -> "NoiseStreams":
         """Rows b*copies .. b*copies + copies-1 get their own streams derived from row b's key (one
@@ -93,9 +93,8 @@ class NoiseStreams:
             raise ValueError(f"NoiseStreams of {self.rows} rows cannot fill shape {list(shape)}")
         per_row = math.prod(shape[1:])
         low, high = self._halves()
-        count = torch.tensor(self.draws, dtype=torch.int64, device=self.keys.device)
+        row_hash = _combine(low[:, None], high[:, None], self.draws)  # (rows, 1)
         self.draws += 1
-        row_hash = _combine(low[:, None], high[:, None], count)  # (rows, 1)
         element = torch.arange(per_row, dtype=torch.int64, device=self.keys.device)[None]
         bits_a = _mix32(row_hash ^ element)
         bits_b = _mix32(bits_a ^ 0x5BD1E995)

@@ -5,6 +5,7 @@ Jacobians, but the samples needed grow with the dimension T * A of the plan."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Sequence
@@ -13,30 +14,39 @@ import torch
 
 from grasp.models.base import WorldModel
 from grasp.planners.base import PlanInfo, Planner, PlanResult, sample_normal
+from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 
 
-def colored_noise(shape: Sequence[int], beta: float, generator: torch.Generator | None,
-                  device: torch.device) -> torch.Tensor:
-    """Gaussian noise (..., T, A) with power spectrum ~ 1/f^beta along T and unit variance
-    per entry: beta = 0 is white; beta = 2 (iCEM's default) gives smooth, correlated actions."""
-    *lead, T, A = shape
-    if beta == 0 or T == 1:
-        return sample_normal(tuple(shape), generator, device)
-    freqs = torch.fft.rfftfreq(T, device=device)
+@functools.lru_cache(maxsize=64)
+def _spectrum(T: int, beta: float, device: torch.device) -> tuple[torch.Tensor, float]:
+    """The amplitude (T // 2 + 1,) of each frequency bin of 1/f^beta noise over T steps, on
+    `device`, and the standard deviation it gives each entry. Computed once per (T, beta, device)
+    on the CPU, so drawing the noise needs no device-to-host read."""
+    freqs = torch.fft.rfftfreq(T)
     freqs[0] = freqs[1]  # the constant component gets the weight of the lowest frequency
     scale = freqs ** (-beta / 2.0)
-    re = sample_normal((*lead, A, len(freqs)), generator, device)
-    im = sample_normal((*lead, A, len(freqs)), generator, device)
-    signal = torch.fft.irfft(torch.complex(re * scale, im * scale), n=T, norm="ortho")
     # Variance of each entry: the first bin (and the last when T is even) enters with its real
     # part once; every other bin enters as 2 Re(X e^{i theta}), variance 4 |scale|^2.
     weight = torch.full_like(scale, 4.0)
     weight[0] = 1.0
     if T % 2 == 0:
         weight[-1] = 1.0
-    var = float((weight * scale**2).sum()) / T
-    return (signal / math.sqrt(var)).transpose(-1, -2)
+    return scale.to(device), math.sqrt(float((weight * scale**2).sum()) / T)
+
+
+def colored_noise(shape: Sequence[int], beta: float, generator: torch.Generator | NoiseStreams | None,
+                  device: torch.device) -> torch.Tensor:
+    """Gaussian noise (..., T, A) with power spectrum ~ 1/f^beta along T and unit variance
+    per entry: beta = 0 is white; beta = 2 (iCEM's default) gives smooth, correlated actions."""
+    *lead, T, A = shape
+    if beta == 0 or T == 1:
+        return sample_normal(tuple(shape), generator, device)
+    scale, std = _spectrum(int(T), float(beta), torch.device(device))
+    re = sample_normal((*lead, A, len(scale)), generator, device)
+    im = sample_normal((*lead, A, len(scale)), generator, device)
+    signal = torch.fft.irfft(torch.complex(re * scale, im * scale), n=T, norm="ortho")
+    return (signal / std).transpose(-1, -2)
 
 
 class SamplingPlanner(Planner):
@@ -100,7 +110,8 @@ class SamplingPlanner(Planner):
             cost = cost.masked_fill(broken, math.inf)
             low, idx = cost.min(dim=1)
             better = low < best_cost
-            best = torch.where(better[:, None, None], draws[torch.arange(N), idx], best)
+            lowest = draws.gather(1, idx[:, None, None, None].expand(N, 1, T, A))[:, 0]  # no host-side index
+            best = torch.where(better[:, None, None], lowest, best)
             best_cost = torch.minimum(low, best_cost)
             carried = self.carried(draws, cost)
             mean, std = self.refit(draws, cost, mean, std)
