@@ -20,7 +20,7 @@ from grasp.errors import ConfigError
 from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner
-from grasp.utils import AUTOCAST_DTYPES, resolve_device
+from grasp.utils import AUTOCAST_DTYPES, resolve_device, use_device
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
     check_config(cfg)
     horizon = _check_one_horizon(cfg)
     try:
-        device = resolve_device(cfg.device)
+        device = use_device(resolve_device(cfg.device))
     except RuntimeError as exc:
         raise ConfigError(f"config key 'device': {exc}") from exc
     task = instantiate_checked(cfg.env, "env") if task is None else task

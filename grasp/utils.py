@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import tempfile
 import time
 from collections import defaultdict
@@ -15,26 +16,52 @@ import numpy as np
 import torch
 
 
+def is_device_name(name: object) -> bool:
+    """The run's `device` values: auto, cpu, cuda or cuda:N."""
+    return isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", name) is not None
+
+
 def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when present, else cpu; asking for cuda without one is an error."""
+    """auto -> cuda when present, else cpu; asking for a CUDA device torch does not see is an error."""
+    if not is_device_name(name):
+        raise RuntimeError(f"device={name!r}: allowed auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was requested but torch sees no CUDA device; use device=auto or device=cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={name} was requested but torch sees no CUDA device; use device=auto or device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device={name}: torch sees {torch.cuda.device_count()} CUDA device(s), "
+                               f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
-#: the run's `precision` -> the autocast dtype of planning (None: plain fp32)
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+def use_device(device: torch.device) -> torch.device:
+    """Process-wide settings for computing on `device`: on CUDA, fp32 matrix products in TF32
+    (tensor cores; about 1e-3 relative precision, which planning tolerates). CPU: nothing."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+#: the run's `precision` -> the autocast dtype of planning (None: plain fp32). No fp16: its
+#: gradients would need loss scaling (a GradScaler) that the planners' many small optimisations
+#: do not have; bf16 keeps fp32's range.
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def compile_world_model(model: torch.nn.Module, mode: str) -> None:
     """torch.compile the model's `step`, the one call every planner and rollout goes through.
     Shapes are dynamic (batch x horizon varies between lifted calls and serial rollouts), and
-    planners call it with and without grad, so allow more recompiles than torch's default."""
+    planners call it with and without grad, so allow more recompiles than torch's default
+    (`recompile_limit`, called `cache_size_limit` before torch 2.6)."""
     import torch._dynamo
 
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    config = torch._dynamo.config
+    key = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, key, max(getattr(config, key), 32))
     model.step = torch.compile(model.step, mode=mode, dynamic=True)
 
 

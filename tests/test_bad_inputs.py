@@ -186,7 +186,8 @@ CASES: dict[str, tuple[list[str] | Callable, list[str]]] = {
     "unknown noise streams": (["eval.noise_streams=each"], ["eval.noise_streams", "per_episode"]),
     "env frame_skip 0": (["env.frame_skip=0"], ["env.frame_skip"]),
     "restarts 0": (["planner.restarts=0"], ["planner.restarts", "[1, inf]"]),
-    "fp16 on cpu": (["precision=fp16", "device=cpu"], ["'precision'", "fp16"]),
+    "fp16": (["precision=fp16"], ["'precision'", "fp16", "bf16"]),
+    "device cuda:x": (["device=cuda:x"], ["'device'", "cuda:N"]),
     # files
     "missing checkpoint": (["checkpoint=/nonexistent/model.pt"], ["'checkpoint'", "existing checkpoint file"]),
     "truncated checkpoint": (truncated_checkpoint, ["truncated.pt", "could not be read"]),

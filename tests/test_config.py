@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -108,10 +109,30 @@ def test_bad_run_values_name_the_key(override, key):
         check_config(cfg)
 
 
-def test_fp16_precision_needs_cuda():
-    with pytest.raises(ConfigError, match="'precision'.*needs device=cuda"):
-        check_config(compose_config(["precision=fp16", "device=cpu"]))
+def test_precision_offers_fp32_and_bf16_only():
+    # fp16 would need loss scaling the planners do not do: refused, with what is allowed
+    with pytest.raises(ConfigError, match=r"'precision'.*\['fp32', 'bf16'\]"):
+        check_config(compose_config(["precision=fp16"]))
     check_config(compose_config(["precision=bf16", "device=cpu"]))
+
+
+@pytest.mark.parametrize("name, ok", [("cuda:1", True), ("cuda:12", True), ("cpu", True), ("auto", True),
+                                      ("cuda:", False), ("gpu", False), ("cuda:x", False), ("CPU", False)])
+def test_device_names(name, ok):
+    from grasp.utils import is_device_name
+
+    assert is_device_name(name) is ok
+    if not ok:
+        with pytest.raises(ConfigError, match="'device'"):
+            check_config(compose_config([f"device={name}"]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_a_cuda_device_without_cuda_is_one_clear_error():
+    from grasp.utils import resolve_device
+
+    with pytest.raises(RuntimeError, match="device=cuda:1 was requested but torch sees no CUDA device"):
+        resolve_device("cuda:1")
 
 
 def test_unknown_planner_name_lists_the_planners():
