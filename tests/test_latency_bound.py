@@ -1,0 +1,53 @@
+"""scripts/latency_bound.py counts the model calls a plan() really makes (the bound is built on
+them) and writes its table; the counts are checked against what each planner's loop must do."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+
+from grasp.cli import bench, latency
+
+TINY = argparse.Namespace(seed=0, depth=None, state_dim=3, action_dim=2, hidden_dim=16, residual_scale=0.1,
+                          action_gain=10.0, compile=None)
+
+
+def counted_calls(config: str, horizon: int, batch: int, **knobs) -> dict:
+    model = bench.build_model("mlp", TINY, bench.resolve_device("cpu"))
+    counter = latency.CallCounter(model)
+    node = bench.planners.planner_config(config, horizon=horizon, **knobs)
+    planner = bench.make_planner(node, model)
+    problem = bench.make_problem(model, horizon, batch, 0, 0.1)
+    with counter:
+        bench.run_plan(planner, problem, 0)
+    return dict(counter.calls)
+
+
+def test_cem_makes_iterations_x_horizon_serial_calls_over_every_sample():
+    calls = counted_calls("cem", horizon=5, batch=2, iterations=3, samples=8, elites=2)
+    # 3 iterations x 5 steps over 2 x 8 sample rows, then plan()'s final rollout of the 2 plans
+    assert calls == {(16, False): 15, (2, False): 5}
+
+
+def test_grasp_makes_one_lifted_call_per_iteration_and_the_syncs_serial_ones():
+    calls = counted_calls("grasp", horizon=5, batch=2, iterations=4, sync_every=2, sync_steps=3)
+    # lifted: 4 calls over 2 x 5 (state, action) pairs with grad; 2 syncs of 3 shooting steps
+    # (5 serial calls with grad each) and a last scoring pass; plan()'s final rollout
+    assert calls == {(10, True): 4, (2, True): 2 * 3 * 5, (2, False): 2 * 5 + 5}
+
+
+def test_gd_counts_and_the_written_table(tmp_path):
+    assert counted_calls("gd", horizon=4, batch=3, iterations=5) == {(3, True): 20, (3, False): 8}
+    frame = latency.main(["--planners", "gd,cem", "--horizon", "4", "--batch", "2", "--hidden-dim", "16",
+                          "--repeats", "1", "--device", "cpu", "--out", str(tmp_path)])
+    written = pd.read_csv(tmp_path / "latency_bound.csv")
+    assert list(written.planner) == ["gd", "cem"] and (written.bound_s > 0).all() and (written.plan_s > 0).all()
+    assert (written.ratio - written.plan_s / written.bound_s).abs().max() < 1e-9
+    assert "| gd" in (tmp_path / "latency_bound.md").read_text() and len(frame) == 2
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(SystemExit, match="--batch must be >= 1"):
+        latency.main(["--batch", "0"])
