@@ -40,14 +40,19 @@ def test_grasp_makes_one_lifted_call_per_iteration_and_the_syncs_serial_ones():
 
 def test_gd_counts_and_the_written_table(tmp_path):
     assert counted_calls("gd", horizon=4, batch=3, iterations=5) == {(3, True): 20, (3, False): 8}
-    frame = latency.main(["--planners", "gd,cem", "--horizon", "4", "--batch", "2", "--hidden-dim", "16",
+    frame = latency.main(["--planners", "gd,cem", "--horizons", "3,4", "--batches", "2", "--hidden-dim", "16",
                           "--repeats", "1", "--device", "cpu", "--out", str(tmp_path)])
     written = pd.read_csv(tmp_path / "latency_bound.csv")
-    assert list(written.planner) == ["gd", "cem"] and (written.bound_s > 0).all() and (written.plan_s > 0).all()
+    assert list(zip(written.planner, written.horizon)) == [("gd", 3), ("cem", 3), ("gd", 4), ("cem", 4)] and (written.bound_s > 0).all() and (written.plan_s > 0).all()
     assert (written.ratio - written.plan_s / written.bound_s).abs().max() < 1e-9
-    assert "| gd" in (tmp_path / "latency_bound.md").read_text() and len(frame) == 2
+    assert "| gd" in (tmp_path / "latency_bound.md").read_text() and len(frame) == 4
+    assert (tmp_path / "latency_bound.png").stat().st_size > 0  # the growth plot, one line per planner
 
 
-def test_bad_sizes_are_refused():
-    with pytest.raises(SystemExit, match="--batch must be >= 1"):
-        latency.main(["--batch", "0"])
+def test_bad_sizes_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        latency.main(["--batches", "0"])
+    err = capsys.readouterr().err
+    assert "--batches" in err and "integer >= 1" in err
+    with pytest.raises(SystemExit, match="--hidden-dim must be >= 1"):
+        latency.main(["--hidden-dim", "0"])

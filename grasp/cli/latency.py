@@ -15,7 +15,8 @@ alone (forward, or forward and backward when the call records a graph), and repo
            noise, cost, clamping, Python)
 
   python scripts/latency_bound.py                       # default planners and sizes (Wall: B=10, T=30)
-  python scripts/latency_bound.py --planners grasp --batch 64 --horizon 100 --device cuda
+  python scripts/latency_bound.py --planners grasp --batches 64 --horizons 100 --device cuda
+  python scripts/latency_bound.py --horizons 10,50,100,200 --batches 1,16,64 --out DIR   # growth curves
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from grasp.cli import bench
 from grasp.models.base import WorldModel
@@ -64,19 +66,21 @@ class CallCounter:
         self.active = False
 
 
-def call_cost(model: WorldModel, key: CallKey, chain: int, repeats: int = 10) -> float:
+def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0) -> float:
     """Median seconds of one `step` call of `rows` rows, as a call inside a serial chain of
     `chain` calls costs (one backward through the chain when `grad`, so the backward's fixed
     cost is shared as in a rollout; the parameters frozen, as a planner holds them): a lower
-    bound for calls of that size wherever they occur."""
+    bound for calls of that size wherever they occur. Repeats the chain up to 10 times, or
+    fewer once `budget_s` is spent (at least 3)."""
     rows, grad = key
     device = model.device
     gen = torch.Generator().manual_seed(rows)
     state0 = torch.randn(rows, model.state_dim, generator=gen).to(device)
     actions = (torch.rand(chain, rows, model.action_dim, generator=gen) * 2 - 1).to(device)
-    times = []
+    times: list[float] = []
+    spent, i = 0.0, 0
     with frozen_parameters(model), torch.set_grad_enabled(grad):
-        for i in range(repeats + 2):  # two warm-up chains
+        while len(times) < 10 and (len(times) < 3 or spent < budget_s):
             a = actions.clone().requires_grad_(True) if grad else actions
             bench.synchronize(device)
             start = time.perf_counter()
@@ -86,28 +90,59 @@ def call_cost(model: WorldModel, key: CallKey, chain: int, repeats: int = 10) ->
             if grad:
                 torch.autograd.grad(state.sum(), [a])
             bench.synchronize(device)
-            if i >= 2:
-                times.append((time.perf_counter() - start) / chain)
+            took = time.perf_counter() - start
+            spent, i = spent + took, i + 1
+            if i > 1:  # the first chain warms up
+                times.append(took / chain)
     return statistics.median(times)
 
 
 def measure(planner: Planner, counter: CallCounter, problem: bench.Problem, repeats: int, seed: int,
-            costs: dict[CallKey, float]) -> dict[str, Any]:
-    """One planner's row: its plan time, its counted calls and their bound."""
-    bench.run_plan(planner, problem, seed)  # warm-up (allocator, lazy initialisation)
+            costs: dict[tuple[int, bool, int], float], budget_s: float = 20.0) -> dict[str, Any]:
+    """One planner's row: its plan time (the median of up to `repeats` calls after a counted
+    first one, fewer once `budget_s` is spent; the first alone when it took the whole budget),
+    its counted calls and their bound."""
     with counter:
-        bench.run_plan(planner, problem, seed)
+        first, _ = bench.run_plan(planner, problem, seed)
     calls = dict(counter.calls)
-    times = [bench.run_plan(planner, problem, seed)[0] for _ in range(repeats)]
-    for key in calls:
-        if key not in costs:
-            costs[key] = call_cost(planner.world_model, key, planner.horizon)
-    bound = sum(n * costs[key] for key, n in calls.items())
-    plan_s = statistics.median(times)
-    parts = ", ".join(f"{n} x {'fwd+bwd' if grad else 'fwd'}({rows}) {costs[(rows, grad)] * 1e3:.3g} ms"
-                      for (rows, grad), n in sorted(calls.items(), key=lambda kv: -kv[1] * costs[kv[0]]))
-    return {"plan_s": plan_s, "bound_s": bound, "ratio": plan_s / bound, "model_calls": sum(calls.values()),
-            "calls": parts}
+    times, spent = [], first
+    while len(times) < repeats and spent < budget_s:
+        times.append(bench.run_plan(planner, problem, seed)[0])
+        spent += times[-1]
+    chain = min(planner.horizon, 20)
+    for rows, grad in calls:
+        if (rows, grad, chain) not in costs:
+            costs[(rows, grad, chain)] = call_cost(planner.world_model, (rows, grad), chain)
+    cost = {key: costs[(*key, chain)] for key in calls}
+    bound = sum(n * cost[key] for key, n in calls.items())
+    plan_s = statistics.median(times) if times else first
+    parts = ", ".join(f"{n} x {'fwd+bwd' if grad else 'fwd'}({rows}) {cost[(rows, grad)] * 1e3:.3g} ms"
+                      for (rows, grad), n in sorted(calls.items(), key=lambda kv: -kv[1] * cost[kv[0]]))
+    return {"plan_s": plan_s, "plan_calls_timed": max(len(times), 1), "bound_s": bound, "ratio": plan_s / bound,
+            "model_calls": sum(calls.values()), "calls": parts}
+
+
+def plot(frame: pd.DataFrame, path: Path) -> None:
+    """Plan time (solid) and its bound (dotted) against T, one panel per batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted(frame.batch.unique())
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.6), squeeze=False, sharey=True)
+    for ax, batch in zip(axes[0], batches):
+        for i, (name, rows) in enumerate(frame[frame.batch == batch].groupby("planner", sort=False)):
+            rows = rows.sort_values("horizon")
+            line, = ax.plot(rows.horizon, rows.plan_s, "o-", label=name)
+            ax.plot(rows.horizon, rows.bound_s, ":", color=line.get_color())
+        ax.set(title=f"B = {batch}", xlabel="horizon T (model steps)", xscale="log", yscale="log")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("seconds per plan call (dotted: bound)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,22 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--planners", type=bench.choice_list(list(bench.VARIANTS), "planner"), default=DEFAULT_PLANNERS,
                    help="comma-separated (grasp is the shipped config, sync included)")
-    p.add_argument("--horizon", type=int, default=30)
-    p.add_argument("--batch", type=int, default=10)
+    p.add_argument("--horizons", type=bench.int_list(1), default=[30], help="comma-separated, e.g. 10,50,100,200")
+    p.add_argument("--batches", type=bench.int_list(1), default=[10], help="comma-separated, e.g. 1,16,64")
     p.add_argument("--state-dim", type=int, default=4, help="default: the Wall task's")
     p.add_argument("--action-dim", type=int, default=2)
     p.add_argument("--hidden-dim", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3, help="timed plan() calls (median)")
+    p.add_argument("--repeats", type=int, default=3, help="timed plan() calls after the counted one (median)")
+    p.add_argument("--budget", type=float, default=20.0, help="seconds of plan() calls per cell before repeats stop")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=None, help="write latency_bound.csv and .md here")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", type=Path, default=None, help="write latency_bound.csv, .md and .png here")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    for key in ("horizon", "batch", "state_dim", "action_dim", "hidden_dim", "repeats"):
+    for key in ("state_dim", "action_dim", "hidden_dim", "repeats"):
         if getattr(args, key) < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
     try:
@@ -141,22 +178,27 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                     hidden_dim=args.hidden_dim, residual_scale=0.1, action_gain=10.0, compile=None)
     model = bench.build_model("mlp", model_args, device)
     counter = CallCounter(model)
-    problem = bench.make_problem(model, args.horizon, args.batch, args.seed, 0.1)
-    costs: dict[CallKey, float] = {}
+    costs: dict[tuple[int, bool, int], float] = {}
+    cells = [(b, t, name) for b in args.batches for t in args.horizons for name in args.planners]
     rows = []
-    for name in args.planners:
+    for batch, horizon, name in tqdm(cells, desc="latency", disable=args.no_progress):
+        problem = bench.make_problem(model, horizon, batch, args.seed, 0.1)
         variant = bench.VARIANTS["grasp_sync" if name == "grasp" else name]
-        planner = bench.make_planner(bench.variant_node(variant, args.horizon), model)
-        rows.append({"planner": name, "device": str(device), "threads": torch.get_num_threads(), "batch": args.batch,
-                     "horizon": args.horizon, **measure(planner, counter, problem, args.repeats, args.seed, costs)})
+        planner = bench.make_planner(bench.variant_node(variant, horizon), model)
+        rows.append({"planner": name, "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
+                     "horizon": horizon, **measure(planner, counter, problem, args.repeats, args.seed, costs,
+                                                   args.budget)})
+        if args.out is not None:  # what is measured so far survives an interruption
+            args.out.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(args.out / "latency_bound.csv", index=False)
     frame = pd.DataFrame(rows)
-    text = "\n".join([f"# Plan calls against their latency bound ({device}, B={args.batch}, T={args.horizon})", "",
+    text = "\n".join([f"# Plan calls against their latency bound ({device})", "",
                       "`python scripts/latency_bound.py " + " ".join(argv) + "`", "",
                       frame.to_markdown(index=False, floatfmt=".3g"), ""])
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(args.out / "latency_bound.csv", index=False)
         (args.out / "latency_bound.md").write_text(text)
+        if len(args.horizons) > 1:
+            plot(frame, args.out / "latency_bound.png")
     print(text)
     return frame
 
