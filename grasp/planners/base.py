@@ -348,7 +348,7 @@ class Planner:
 
     # ---- helpers shared by the planners -------------------------------------------------------
     def clamp_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
+        return torch.clamp(actions, self.action_low, self.action_high)  # one kernel, tensor bounds
 
     def goal_cost(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Weighted squared distance to the goal over the last dim: (..., D) -> (...)."""

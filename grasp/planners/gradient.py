@@ -50,7 +50,7 @@ class ActionParam:
     @torch.no_grad()
     def project_(self, free: torch.Tensor) -> None:
         if self.kind == "clamp":
-            free.copy_(torch.maximum(torch.minimum(free, self.high), self.low))
+            free.clamp_(self.low, self.high)
 
 
 def resample_time(x: torch.Tensor, length: int) -> torch.Tensor:
