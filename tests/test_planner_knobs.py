@@ -32,7 +32,7 @@ def double_integrator_problems(batch: int, distance: float, seed: int):
 
 # ---- every planner and preset runs through its YAML --------------------------------------------
 def test_the_planner_group_holds_the_suite_and_the_ablations():
-    assert set(PLANNERS) == {"grasp", "grasp_long", "gd", "cem", "icem", "mppi", "latco"}
+    assert set(PLANNERS) == {"grasp", "grasp_long", "grasp_mpc", "gd", "cem", "icem", "mppi", "latco"}
     assert {"full", "no_noise", "no_stopgrad", "no_goal", "no_sync", "no_stopgrad_no_goal"} <= set(config_options("ablation"))
 
 
