@@ -116,7 +116,7 @@ def test_bad_override_fails_before_any_work(tmp_path):
     proc = run_cli(TINY + [f"paths.root_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run", "device=tpu"], cwd=REPO_ROOT)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines() == [
-        "grasp: error: config key 'device' = 'tpu' is invalid: allowed one of ['auto', 'cpu', 'cuda']"]
+        "grasp: error: config key 'device' = 'tpu' is invalid: allowed one of ['auto', 'cpu', 'cuda', 'cuda:N']"]
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "outputs" / "cache").exists(), "nothing was collected or trained"
 
