@@ -74,15 +74,20 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
 
 
 def _trial_states(storage: str, study: str) -> list[str]:
-    import optuna
-    from sqlalchemy.exc import OperationalError
+    """The study's trial states, read through a read-only SQLite connection: opening the storage
+    through Optuna would create its tables, racing the sweep that is creating them."""
+    import sqlite3
 
-    if not Path(storage[len("sqlite:///"):]).exists():
+    path = Path(storage[len("sqlite:///"):])
+    if not path.exists():
         return []
     try:
-        return [t.state.name for t in optuna.load_study(study_name=study, storage=storage).trials]
-    except (KeyError, OperationalError):  # the sweep has not created its study (or tables) yet
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+            rows = db.execute("SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                              "WHERE s.study_name = ? ORDER BY t.number", (study,)).fetchall()
+    except sqlite3.OperationalError:  # the sweep has not created its tables yet, or holds a write lock
         return []
+    return [state for (state,) in rows]
 
 
 def test_a_killed_optuna_search_resumes_its_study_and_finishes_it(tmp_path):
@@ -97,16 +102,21 @@ def test_a_killed_optuna_search_resumes_its_study_and_finishes_it(tmp_path):
     command = ["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "hparams_search=grasp_optuna",
                "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2", "exp_name=resume_test"]
     env = {**os.environ, "WANDB_SILENT": "true"}
-    victim = subprocess.Popen([sys.executable, "-m", "grasp.run", *command], cwd=REPO_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "victim.log"
+    with log.open("w") as out:
+        victim = subprocess.Popen([sys.executable, "-m", "grasp.run", *command], cwd=REPO_ROOT, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 1200  # bounds a hang only; a busy machine can take minutes
     try:
         while "COMPLETE" not in (states := _trial_states(storage, "resume_test")) or len(states) < 2:
-            assert victim.poll() is None, "the search ended before it could be killed"
+            assert victim.poll() is None, "the search ended before it could be killed:\n" + log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no trial completed in time"
             time.sleep(0.2)
     finally:
-        os.killpg(victim.pid, signal.SIGKILL)
+        try:
+            os.killpg(victim.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it ended by itself; the assertion above says how
+            pass
         victim.wait()
     killed = _trial_states(storage, "resume_test")
     assert killed.count("COMPLETE") < 3 and "RUNNING" in killed
