@@ -68,6 +68,8 @@ LEVERS: dict[str, list[str]] = {
     "data10x_rollout8_frame_20k": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=20000"],
     "data10x_rollout8_frame_20k_lr2e-3": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=20000",
                                           "train.lr=2e-3"],
+    "data10x_rollout8_frame_20k_lr3e-3": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=20000",
+                                          "train.lr=3e-3"],
 }
 
 
