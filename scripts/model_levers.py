@@ -45,6 +45,8 @@ HELD_OUT = {"episodes": 200, "episode_len": 16, "seed": 424242}
 HORIZONS = (8, 12, 16)
 FRAME = "world_model.frame={_target_:grasp.envs.pusht_frame.BlockFrame}"
 SELECT = ["train.select=best", "train.rollout_len=16"]
+#: world_model=mlp_pusht's structure on 10x the data: the base of the preset's levers
+PUSHT_MODEL = ["data.episodes=10000", "world_model.pred_steps=8", FRAME]
 LEVERS: dict[str, list[str]] = {
     "baseline": [],
     "preset": ["world_model=mlp_pusht"],  # the Push-T presets' model, at the base's 8000 steps
@@ -62,14 +64,12 @@ LEVERS: dict[str, list[str]] = {
     "ensemble5": ["world_model=ensemble"],
     "substeps5": ["world_model.substeps=5"],
     "rollout8_frame": ["world_model.pred_steps=8", FRAME],
-    "data10x_rollout8_frame": ["data.episodes=10000", "world_model.pred_steps=8", FRAME],
-    "data10x_rollout8_frame_30k": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=30000"],
+    "data10x_rollout8_frame": PUSHT_MODEL,
+    "data10x_rollout8_frame_30k": [*PUSHT_MODEL, "train.steps=30000"],
     "data10x_rollout16_frame": ["data.episodes=10000", "world_model.pred_steps=16", FRAME],
-    "data10x_rollout8_frame_20k": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=20000"],
-    "data10x_rollout8_frame_20k_lr2e-3": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=20000",
-                                          "train.lr=2e-3"],
-    "data10x_rollout8_frame_20k_lr3e-3": ["data.episodes=10000", "world_model.pred_steps=8", FRAME, "train.steps=20000",
-                                          "train.lr=3e-3"],
+    "data10x_rollout8_frame_20k": [*PUSHT_MODEL, "train.steps=20000"],
+    "data10x_rollout8_frame_20k_lr2e-3": [*PUSHT_MODEL, "train.steps=20000", "train.lr=2e-3"],
+    "data10x_rollout8_frame_20k_lr3e-3": [*PUSHT_MODEL, "train.steps=20000", "train.lr=3e-3"],
 }
 
 

@@ -77,12 +77,13 @@ def _trial_states(storage: str, study: str) -> list[str]:
     """The study's trial states, read through a read-only SQLite connection: opening the storage
     through Optuna would create its tables, racing the sweep that is creating them."""
     import sqlite3
+    from contextlib import closing
 
     path = Path(storage[len("sqlite:///"):])
     if not path.exists():
         return []
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
             rows = db.execute("SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
                               "WHERE s.study_name = ? ORDER BY t.number", (study,)).fetchall()
     except sqlite3.OperationalError:  # the sweep has not created its tables yet, or holds a write lock
