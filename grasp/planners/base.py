@@ -376,7 +376,12 @@ def sample_normal(shape, generator: torch.Generator | NoiseStreams | None, devic
         return generator.normal(shape, device)
     if generator is None:
         return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+    draw = torch.randn(shape, generator=generator, device=generator.device)
+    if draw.device.type == "cpu" and device.type == "cuda":
+        # from pinned memory the upload is queued on the stream instead of blocking the host (the
+        # one host sync per iteration that gpu_check found in GRASP's loop)
+        return draw.pin_memory().to(device, non_blocking=True)
+    return draw.to(device)
 
 
 def shift_plan(actions: torch.Tensor, executed: int) -> torch.Tensor:
