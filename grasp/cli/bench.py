@@ -486,8 +486,9 @@ def measure(case: Case, model: WorldModel, args: argparse.Namespace, device: tor
 
 def run_grid(args: argparse.Namespace, device: torch.device, partial: Path | None = None) -> pd.DataFrame:
     """Every cell of the grid; with `partial`, the rows so far are rewritten there after each cell,
-    so a long run that is stopped keeps what it measured."""
-    cases = [Case(m, v, t, b) for m in args.models for v in variants(args) for t in args.horizons
+    so a long run that is stopped keeps what it measured. Horizon-major: a run cut off early has
+    measured every planner at the shorter horizons."""
+    cases = [Case(m, v, t, b) for m in args.models for t in args.horizons for v in variants(args)
              for b in args.batches]
     rows, models = [], {m: build_model(m, args, device) for m in args.models}
     bar = tqdm(cases, desc="bench", disable=args.no_progress, dynamic_ncols=True)
