@@ -139,13 +139,15 @@ def main() -> None:
         rows = [oracle_row("preset", model, held, task)]
         planned_path = out / "planned.npz"
         if planned_path.exists():  # a rerun reuses the planned episodes
-            planned, stats = TrajectoryDataset.load(planned_path), pd.read_csv(out / "planned.csv").iloc[0].to_dict()
+            stats = {k: v.item() if hasattr(v, "item") else v for k, v in pd.read_csv(out / "planned.csv").iloc[0].items()}
+            planned = TrajectoryDataset.load(planned_path)
         else:
             planned, stats = plan_episodes(job, model, args.episodes, args.batch, args.horizon)
             planned.save(planned_path)
             pd.DataFrame([stats]).to_csv(out / "planned.csv", index=False)
         print(f"planner_data: {stats}", flush=True)
         data, val_fraction = merged(exploration, planned, float(cfg.data.val_fraction))
+        seed_everything(int(cfg.seed))  # the same initial weights whether the episodes were planned now or reused
         retrained = build_world_model(cfg.world_model, task.state_dim, task.action_dim).to(job.device)
         started = time.perf_counter()
         result = train_world_model(retrained, data, cfg.train, val_fraction, progress=False)
