@@ -86,6 +86,13 @@ def held_out(task, policy: str, correlation: float, path: Path) -> TrajectoryDat
     return data
 
 
+def oracle_columns(model, data: TrajectoryDataset, task) -> dict[str, float]:
+    """The model's oracle success % on `data` at HORIZONS, named by env steps (oracle@40, ...)."""
+    oracle = oracle_success(model, data, task.success, HORIZONS)
+    steps = task.env_steps_per_model_step
+    return {f"oracle@{h * steps:g}": round(100 * oracle[oracle_key(h)], 1) for h in HORIZONS}
+
+
 def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
     cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false", *overrides])
     seed_everything(int(cfg.seed))
@@ -97,10 +104,8 @@ def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
         elapsed = time.perf_counter() - started - watch.seconds.get("collect", 0.0)
         data = held_out(job.task, job.data_policy, float(cfg.data.correlation),
                         root / "levers" / f"held_out_{actions}.npz")
-        oracle = oracle_success(model, data, job.task.success, HORIZONS)
-        steps = job.task.env_steps_per_model_step
         return {"lever": name, "overrides": " ".join(overrides), "model_key": job.model_key,
-                **{f"oracle@{h * steps:g}": round(100 * oracle[oracle_key(h)], 1) for h in HORIZONS},
+                **oracle_columns(model, data, job.task),
                 "val_one_step_mse": metrics.get("val/one_step_mse"),
                 "selected_step": metrics.get("train/selected_step", cfg.train.steps),
                 "train_s": round(elapsed, 1), "transitions": int(cfg.data.episodes) * int(cfg.data.episode_len)}

@@ -31,18 +31,18 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_levers import HELD_OUT, HORIZONS, held_out  # noqa: E402  (the levers' fixed held-out set)
+from model_levers import HELD_OUT, held_out, oracle_columns  # noqa: E402  (the levers' fixed held-out set)
 
 from grasp import stages  # noqa: E402
 from grasp.config import compose  # noqa: E402
 from grasp.envs.exploration import policy_steps  # noqa: E402
-from grasp.eval.oracle import oracle_key, oracle_success  # noqa: E402
+from grasp.eval.oracle import oracle_success  # noqa: E402
 from grasp.eval.protocol import make_protocol  # noqa: E402
 from grasp.eval.runner import evaluate_batch  # noqa: E402
 from grasp.job import build_planner, resolve  # noqa: E402
 from grasp.loggers import WandbRun  # noqa: E402
 from grasp.train.dataset import TrajectoryDataset  # noqa: E402
-from grasp.train.trainer import build_world_model, held_out_metrics, save_checkpoint, train_world_model  # noqa: E402
+from grasp.train.trainer import build_world_model, save_checkpoint, train_world_model  # noqa: E402
 from grasp.utils import Stopwatch, derive_seed, seed_everything  # noqa: E402
 
 #: the pairs' seed: not Table 1's (eval.seed), not the exploration data's, not the held-out set's
@@ -102,12 +102,6 @@ def merged(exploration: TrajectoryDataset, planned: TrajectoryDataset,
     return TrajectoryDataset(states, actions, {**exploration.meta, "planner_episodes": len(planned.states)}), fraction
 
 
-def oracle_row(name: str, model, held: TrajectoryDataset, task) -> dict:
-    oracle = oracle_success(model, held, task.success, HORIZONS)
-    steps = task.env_steps_per_model_step
-    return {"model": name, **{f"oracle@{h * steps:g}": round(100 * oracle[oracle_key(h)], 1) for h in HORIZONS}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actions", choices=["held5", "stacked5"], default="held5")
@@ -136,7 +130,7 @@ def main() -> None:
         model, _ = stages.world_model(job, wandb_run, Stopwatch())
         exploration = stages.dataset(job)
         held = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{args.actions}.npz")
-        rows = [oracle_row("preset", model, held, task)]
+        rows = [{"model": "preset", **oracle_columns(model, held, task)}]
         planned_path = out / "planned.npz"
         if planned_path.exists():  # a rerun reuses the planned episodes
             stats = {k: v.item() if hasattr(v, "item") else v for k, v in pd.read_csv(out / "planned.csv").iloc[0].items()}
@@ -153,12 +147,13 @@ def main() -> None:
         result = train_world_model(retrained, data, cfg.train, val_fraction, progress=False)
         train_s = time.perf_counter() - started
         _, val = data.split(val_fraction)
-        metrics = {**(result["final"] or {}), **held_out_metrics(retrained, val, int(cfg.train.rollout_len)),
+        # the final validation's metrics (training's last held_out_metrics) and the oracle, as the runner stores them
+        metrics = {**(result["final"] or {}),
                    **oracle_success(retrained, val, task.success, [int(h) for h in cfg.train.oracle_horizons])}
         save_checkpoint(out / "model.pt", retrained, cfg.world_model,
                         {"env": task.name, "metrics": metrics, "history": result["history"],
                          "planner_data": stats})
-        rows.append({**oracle_row("with planner data", retrained, held, task), "train_s": round(train_s, 1)})
+        rows.append({"model": "with planner data", **oracle_columns(retrained, held, task), "train_s": round(train_s, 1)})
         summary = pd.DataFrame([{**stats, **row, "held_out_episodes": HELD_OUT["episodes"],
                                  "transitions": data.num_transitions} for row in rows])
         summary.to_csv(out / "summary.csv", index=False)
