@@ -146,6 +146,9 @@ def check_config(cfg: DictConfig) -> None:
     _require(streams in NOISE_STREAMS, "eval.noise_streams", f"one of {list(NOISE_STREAMS)}", streams)
     weight = cfg.eval.get("objective_time_weight", 0.0)
     _require(isinstance(weight, (int, float)) and weight >= 0, "eval.objective_time_weight", "a number >= 0", weight)
+    ema = cfg.train.get("ema", 0.0)
+    _require(isinstance(ema, (int, float)) and 0.0 <= ema < 1.0, "train.ema",
+             "a number in [0, 1) (0 = keep the last weights)", ema)
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)
     _require(cfg.eval.replan_every <= cfg.horizon, "eval.replan_every", f"at most horizon ({cfg.horizon})",
              cfg.eval.replan_every)

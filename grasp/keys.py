@@ -16,6 +16,9 @@ from grasp.train.dataset import FRAME_STYLE
 #: finished training produces (nonfinite=skip and stop give the same model whenever stop would have
 #: finished; oracle horizons missing from a cached model are measured when a run needs them)
 TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
+#: train keys added after models were cached: hashed only when set away from this value, which
+#: trains what the code before them trained, so the caches of earlier runs stay valid
+TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0}
 #: run-level keys that never change a result row (where things go, how they are shown)
 KEYS_NOT_IN_RESULTS = ("progress", "logger", "paths", "resume", "stages", "hydra")
 #: eval keys that only choose what else is logged
@@ -58,7 +61,8 @@ def data_key(cfg: DictConfig, frame_size: int | None) -> str:
 
 def hashed_train(cfg: DictConfig) -> dict[str, Any]:
     train = OmegaConf.to_container(cfg.train, resolve=True)
-    return {k: v for k, v in train.items() if k not in TRAIN_KEYS_NOT_HASHED}
+    return {k: v for k, v in train.items()
+            if k not in TRAIN_KEYS_NOT_HASHED and not (k in TRAIN_KEYS_HASHED_WHEN_SET and v == TRAIN_KEYS_HASHED_WHEN_SET[k])}
 
 
 def model_key(cfg: DictConfig, data: str) -> str:

@@ -59,6 +59,7 @@ class TrainConf:
     nonfinite: str = MISSING
     select: str = MISSING
     patience: int = MISSING
+    ema: float = MISSING
     oracle_horizons: Optional[List[int]] = MISSING
     seed: int = MISSING
 

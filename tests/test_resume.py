@@ -41,8 +41,10 @@ def fresh_model(cfg):
     return build_world_model(cfg.world_model, 4, 2)
 
 
-def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(setting, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(setting, tmp_path, ema):
     cfg, data, train_cfg = setting
+    train_cfg = OmegaConf.merge(train_cfg, {"ema": ema})
     straight = fresh_model(cfg)
     reference = train_world_model(straight, data, train_cfg, 0.1, progress=False)
 
@@ -58,6 +60,7 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(setting,
     saved = read_resume_state(state_file)
     assert saved["step"] == 40 and saved["wandb_run_id"] == "abc"  # the last multiple of checkpoint_every
     assert saved["optimizer"]["state"], "the optimiser's moments are saved"
+    assert ("ema" in saved) == (ema > 0), "the weight average travels with the training state"
     assert [h["train/step"] for h in saved["history"]] == [10, 20, 30, 40]
 
     seen = []

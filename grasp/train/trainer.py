@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import hydra
 import torch
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from grasp.config import NONFINITE_POLICIES
@@ -167,6 +169,48 @@ class Selection:
         return {"error": self.error, "step": self.step, "weights": self.weights, "stale": self.stale}
 
 
+class WeightAverage:
+    """An exponential moving average of the weights (train.ema): validated, selected and kept in
+    place of the live weights, which carry on training underneath; its state travels with the
+    resumable training state."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, saved: dict[str, Any] | None = None) -> None:
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        if saved is not None:
+            self.average.load_state_dict(saved)
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.average.update_parameters(model)
+
+    @torch.no_grad()
+    def _load_into(self, model: torch.nn.Module) -> None:
+        for live, averaged in zip(model.parameters(), self.average.module.parameters()):
+            live.copy_(averaged)
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module):
+        """The averaged weights in `model` inside the block, the live ones again after it."""
+        live = [p.detach().clone() for p in model.parameters()]
+        self._load_into(model)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, kept in zip(model.parameters(), live):
+                    p.copy_(kept)
+
+    def finish(self, model: torch.nn.Module) -> None:
+        self._load_into(model)
+
+    def state(self) -> dict[str, Any]:
+        return self.average.state_dict()
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
     state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -217,7 +261,8 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
                       progress: bool = True, log_fn=None, resume_path: Path | None = None,
                       resume_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit the model's statistics, then minimise its training loss on random windows, ending
-    with the last weights or (train.select=best) those of the best validation, and stopping
+    with the last weights (their moving average with train.ema > 0; validation measures the same
+    weights) or (train.select=best) those of the best validation, and stopping
     early after train.patience validations without improvement.
 
     With `resume_path`, everything needed to continue (weights, optimiser, schedule, step,
@@ -253,6 +298,8 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
 
     selection = Selection(str(train_cfg.get("select", "last")), int(train_cfg.get("patience", 0)),
                           (saved or {}).get("selection"))
+    decay = float(train_cfg.get("ema", 0.0) or 0.0)
+    average = WeightAverage(model, decay, (saved or {}).get("ema")) if decay > 0 else None
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0,
                initial=first - 1, total=steps)
     batches = BatchIndices(episodes, int(train_cfg.batch_size), generator, checkpoint_every if resume_path else 0)
@@ -272,19 +319,23 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
         in_a_row = 0
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update(model)
         if step % int(train_cfg.eval_every) == 0 or step == steps:
             loss_value = loss.item()
             if not math.isfinite(loss_value) or not weights_are_finite(model):
                 raise stop(step, f"the loss is {loss_value}" if not math.isfinite(loss_value) else "the weights hold NaN/Inf")
-            model.calibrate(calibration)
-            metrics = {"train/step": step, "train/loss": loss_value, "train/skipped_batches": skipped,
-                       **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
-                       **held_out_metrics(model, val_episodes, int(train_cfg.rollout_len))}
-            history.append(metrics)
-            bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{metrics['val/one_step_mse']:.4f}")
-            if log_fn is not None:
-                log_fn(metrics)
-            if selection.update(model, step, metrics):
+            with average.applied(model) if average is not None else _nothing():  # validate what training keeps
+                model.calibrate(calibration)
+                metrics = {"train/step": step, "train/loss": loss_value, "train/skipped_batches": skipped,
+                           **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
+                           **held_out_metrics(model, val_episodes, int(train_cfg.rollout_len))}
+                history.append(metrics)
+                bar.set_postfix(loss=f"{loss_value:.4f}", val=f"{metrics['val/one_step_mse']:.4f}")
+                if log_fn is not None:
+                    log_fn(metrics)
+                early_stop = selection.update(model, step, metrics)
+            if early_stop:
                 log.info("train: stopping at step %d: %d validations without a lower rollout error (train.patience)",
                          step, selection.stale)
                 break
@@ -294,7 +345,11 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "history": history,
                      "skipped": skipped, "selection": selection.state(), **(resume_meta or {})}
+            if average is not None:
+                state["ema"] = average.state()
             last_saved = _save_state(resume_path, state)
+    if average is not None:
+        average.finish(model)
     final = selection.finish(model, history)
     if not weights_are_finite(model):
         raise stop(steps, "the weights hold NaN/Inf")
