@@ -73,6 +73,22 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} is invalid: allowed {allowed}")
 
 
+def _check_planner_data(cfg: DictConfig) -> None:
+    settings = cfg.planner_data
+    _require(isinstance(settings.rounds, int) and settings.rounds >= 0, "planner_data.rounds",
+             "an integer >= 0 (0 = off)", settings.rounds)
+    for key in ("episodes", "horizon", "batch_size"):
+        value = settings[key]
+        _require(isinstance(value, int) and value >= 1, f"planner_data.{key}", "an integer >= 1", value)
+    _require(settings.horizon <= cfg.data.episode_len, "planner_data.horizon",
+             f"at most data.episode_len ({cfg.data.episode_len}): a planned episode holds its plan", settings.horizon)
+    names = [settings.planner] if isinstance(settings.planner, str) else list(settings.planner or [])
+    _require(len(names) > 0 and len(set(names)) == len(names) and all(n in config_options("planner") for n in names),
+             "planner_data.planner", f"one of {config_options('planner')}, or a list of distinct ones", settings.planner)
+    _require(settings.rounds == 0 or cfg.checkpoint is None, "planner_data.rounds",
+             "0 with `checkpoint` set (a given checkpoint is evaluated as it is)", settings.rounds)
+
+
 def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """conf/config.yaml composed by Hydra with `overrides`, outside a Hydra run (tests, scripts,
     name lookups of the planner factory); it resets Hydra's global state first."""
@@ -146,6 +162,7 @@ def check_config(cfg: DictConfig) -> None:
     _require(streams in NOISE_STREAMS, "eval.noise_streams", f"one of {list(NOISE_STREAMS)}", streams)
     weight = cfg.eval.get("objective_time_weight", 0.0)
     _require(isinstance(weight, (int, float)) and weight >= 0, "eval.objective_time_weight", "a number >= 0", weight)
+    _check_planner_data(cfg)
     ema = cfg.train.get("ema", 0.0)
     _require(isinstance(ema, (int, float)) and 0.0 <= ema < 1.0, "train.ema",
              "a number in [0, 1) (0 = keep the last weights)", ema)

@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class PlannerRound:
+    """One round's cache entries, derived once by grasp.job.resolve."""
+
+    #: 1, 2, ...: round k plans on the model of round k-1 (round 0: the exploration data's model)
+    index: int
+    #: the start/goal pairs' seed (planner_data.seed + index - 1)
+    seed: int
+    #: (planner, file) of each of the round's planners: its replayed episodes (key: the model they
+    #: were planned on, the settings, the planner)
+    planned: tuple[tuple[str, Path], ...]
+    #: the model trained on the exploration episodes plus rounds 1..index
+    checkpoint_path: Path
+
+
+@dataclass(frozen=True)
 class Job:
     """What a run is: its read-only config and everything derived from it."""
 
@@ -53,6 +68,18 @@ class Job:
     output_dir: Path
     #: the command line's overrides ('' outside a Hydra run)
     overrides: str
+    #: planner-data rounds (planner_data.rounds; empty when off) and the configs of the planners
+    #: they plan with, by name
+    planner_rounds: tuple[PlannerRound, ...] = ()
+    round_planners: dict[str, DictConfig] | None = None
+
+    @property
+    def model_path(self) -> Path:
+        """The checkpoint the job evaluates: `checkpoint`, else the last planner-data round's
+        model, else the model of the exploration data."""
+        if self.cfg.checkpoint is not None:
+            return Path(self.cfg.checkpoint)
+        return self.planner_rounds[-1].checkpoint_path if self.planner_rounds else self.checkpoint_path
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -117,6 +144,7 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
     data_key = keys.data_key(cfg, model.frame_size)
     model_key = keys.model_key(cfg, data_key)
     paths = cfg.paths
+    round_planners, rounds = planner_rounds(cfg, task, model, model_key)
     job = Job(
         cfg=_read_only(cfg), task=task, device=device, horizon=horizon, planner=planner, ablation=ablation,
         data_policy=policy, frame_size=model.frame_size, data_key=data_key, model_key=model_key,
@@ -126,11 +154,46 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
         protocol_path=(Path(cfg.eval.protocol) if cfg.eval.protocol is not None else
                        Path(paths.protocol_dir) / task.name / f"{keys.protocol_key(cfg, policy)}.json"),
         output_dir=Path(output_dir if output_dir is not None else _configured_output_dir(cfg)),
-        overrides=keys.command_line_overrides())
+        overrides=keys.command_line_overrides(), planner_rounds=rounds, round_planners=round_planners)
+    for name in round_planners or {}:
+        build_round_planner(job, name, model)
     if "evaluate" in job.stages and cfg.eval.protocol is not None:
         evaluation_protocol(job)
     build_planner(job, model)
     return job
+
+
+def round_planner_names(cfg: DictConfig) -> list[str]:
+    """planner_data.planner as a list: one name, or several whose episodes a round adds together."""
+    names = cfg.planner_data.planner
+    return [str(names)] if isinstance(names, str) else [str(n) for n in names]
+
+
+def planner_rounds(cfg: DictConfig, task: Task, model: WorldModel,
+                   model_key: str) -> tuple[dict[str, DictConfig] | None, tuple[PlannerRound, ...]]:
+    """The planner-data rounds' planner configs (each of planner_data.planner as `tuning` tunes it,
+    at planner_data.horizon) and cache entries; (None, ()) when planner_data.rounds is 0."""
+    settings = cfg.planner_data
+    if int(settings.rounds) == 0:
+        return None, ()
+    if model.frame_size is not None:
+        raise ConfigError("config key 'planner_data.rounds': planner data needs a state world model "
+                          "(its episodes hold simulator states, not frames); allowed here: 0")
+    tuning = cfg.tuning.name if cfg.get("tuning") is not None else None
+    nodes = {name: planners.tuned_planner_config(name, tuning, int(settings.horizon))
+             for name in round_planner_names(cfg)}
+    folder = Path(cfg.paths.data_dir) / task.name
+    rounds = tuple(
+        PlannerRound(index=i, seed=int(settings.seed) + i - 1,
+                     planned=tuple((name, folder / f"planned_{key}.npz") for name, key in planned.items()),
+                     checkpoint_path=Path(cfg.paths.checkpoint_dir) / task.name / f"{model_round}.pt")
+        for i, (planned, model_round) in enumerate(keys.planner_round_keys(cfg, model_key, nodes), start=1))
+    return nodes, rounds
+
+
+def build_round_planner(job: Job, name: str, world_model: WorldModel) -> Planner:
+    """Planner `name` of the planner-data rounds on `world_model`, with the task's bounds and goal weights."""
+    return build_planner(job, world_model, node=job.round_planners[name])
 
 
 def _configured_output_dir(cfg: DictConfig) -> str:
@@ -164,26 +227,27 @@ def evaluation_protocol(job: Job) -> Protocol:
 PLAN_STRIP_ROWS = 5
 
 
-def goal_weights(cfg: DictConfig, world_model: WorldModel, task: Task) -> list[float] | None:
+def goal_weights(planner: DictConfig, world_model: WorldModel, task: Task) -> list[float] | None:
     """Default for a null planner.state_weights on state models: 1 on the task's goal_dims, 0
     elsewhere, so goal costs look at what success looks at (positions, not velocities).
     None (keep the planner's own value) when the user set one or the model is latent."""
-    if cfg.planner.get("state_weights") is not None or world_model.state_dim != task.state_dim:
+    if planner.get("state_weights") is not None or world_model.state_dim != task.state_dim:
         return None
     return [1.0 if i in task.goal_dims else 0.0 for i in range(task.state_dim)]
 
 
-def build_planner(job: Job, world_model: WorldModel) -> Planner:
+def build_planner(job: Job, world_model: WorldModel, node: DictConfig | None = None) -> Planner:
     """The job's planner on `world_model`, through the one planner factory (grasp.planners.build),
     with the task's action bounds, goal weights, the snapshots its plan pictures need and the
     run's precision."""
     cfg, task = job.cfg, job.task
+    node = cfg.planner if node is None else node
     kwargs: dict[str, Any] = {"action_low": task.action_low.tolist(), "action_high": task.action_high.tolist()}
-    weights = goal_weights(cfg, world_model, task)
+    weights = goal_weights(node, world_model, task)
     if weights is not None:
         kwargs["state_weights"] = weights
-    if job.frame_size is not None and cfg.eval.get("pictures", 0) and cfg.planner.get("snapshots") == 0:
+    if job.frame_size is not None and cfg.eval.get("pictures", 0) and node.get("snapshots") == 0:
         kwargs["snapshots"] = PLAN_STRIP_ROWS
-    planner = planners.build(cfg.planner, world_model, **kwargs)
+    planner = planners.build(node, world_model, **kwargs)
     planner.autocast_dtype = AUTOCAST_DTYPES[cfg.get("precision", "fp32")]
     return planner

@@ -69,6 +69,22 @@ def model_key(cfg: DictConfig, data: str) -> str:
     return config_hash(data, cfg.data.val_fraction, cfg.world_model, hashed_train(cfg))
 
 
+def planner_round_keys(cfg: DictConfig, model: str,
+                       planners: dict[str, Any]) -> list[tuple[dict[str, str], str]]:
+    """({planner: episodes key}, model key) of each planner-data round: a planner's episodes are
+    decided by the model they were planned on, the round settings and the planner's config; a
+    round's model by the first model's key and every round's episodes so far."""
+    settings = {k: v for k, v in OmegaConf.to_container(cfg.planner_data, resolve=True).items()
+                if k not in ("rounds", "planner")}
+    keys, planned, previous = [], [], model
+    for index in range(1, int(cfg.planner_data.rounds) + 1):
+        this_round = {name: config_hash(previous, settings, _resolved(node), index) for name, node in planners.items()}
+        planned += this_round.values()
+        previous = config_hash(model, *planned)
+        keys.append((this_round, previous))
+    return keys
+
+
 def protocol_key(cfg: DictConfig, policy: str) -> str:
     return config_hash(cfg.env, task_version(cfg), cfg.horizon, cfg.seed, cfg.eval.episodes, cfg.eval.goal_source,
                        policy, cfg.data.correlation)
@@ -85,5 +101,7 @@ def evaluation_key(cfg: DictConfig, planner: str, variant: str) -> str:
     plain = {key: _resolved(cfg[key]) for key in cfg if key not in KEYS_NOT_IN_RESULTS}  # paths may need Hydra
     for key in EVAL_KEYS_NOT_IN_RESULTS:
         plain["eval"].pop(key, None)
+    if not plain.get("planner_data", {}).get("rounds"):  # off: the keys of runs from before the section
+        plain.pop("planner_data", None)
     plain["train"] = hashed_train(cfg)
     return config_hash(plain, planner, variant)

@@ -77,10 +77,11 @@ def report_resumed(job: Job, results: pd.DataFrame) -> None:
 
 def report_timings(watch: Stopwatch, total: float, output_dir: Path, wandb_run: WandbRun) -> None:
     """Where the job's time went, as <output_dir>/timings.json, W&B summary time/* and a log line:
-    setup, collect, train (world_model without collect), plan, env, divergence, logging, other."""
+    setup, collect, train (world_model without collect and planner_data), planner_data (planning the
+    planner-data rounds' episodes), plan, env, divergence, logging, other."""
     sections = dict(watch.seconds)
     world_model = sections.pop("world_model", 0.0)
-    sections["train"] = max(0.0, world_model - sections.get("collect", 0.0))
+    sections["train"] = max(0.0, world_model - sections.get("collect", 0.0) - sections.get("planner_data", 0.0))
     sections["other"] = max(0.0, total - sum(sections.values()))
     timings = {f"{key}_s": round(value, 4) for key, value in sections.items()} | {"total_s": round(total, 4)}
     with atomic_path(output_dir / "timings.json") as tmp:

@@ -65,6 +65,16 @@ class TrainConf:
 
 
 @dataclass
+class PlannerDataConf:
+    rounds: int = MISSING
+    planner: Any = MISSING  # a planner config name or a list of them
+    episodes: int = MISSING
+    horizon: int = MISSING
+    batch_size: int = MISSING
+    seed: int = MISSING
+
+
+@dataclass
 class EvalConf:
     episodes: int = MISSING
     batch_size: int = MISSING
@@ -126,6 +136,7 @@ class RunConf:
     resume: bool = MISSING
     data: DataConf = field(default_factory=DataConf)
     train: TrainConf = field(default_factory=TrainConf)
+    planner_data: PlannerDataConf = field(default_factory=PlannerDataConf)
     eval: EvalConf = field(default_factory=EvalConf)
     paths: PathsConf = field(default_factory=PathsConf)
     logger: LoggerConf = field(default_factory=LoggerConf)

@@ -1,6 +1,6 @@
 """The runner's first two stages, each cached by the key the job derived: the exploration
-dataset (collect) and the world model (load or train, then its held-out quality: errors, state
-readout and oracle success, printed and logged)."""
+dataset (collect) and the world model (load or train, then any planner-data rounds, then its
+held-out quality: errors, state readout and oracle success, printed and logged)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from omegaconf import OmegaConf
 from grasp.eval.oracle import fit_state_readout, oracle_key, oracle_success
 from grasp.eval.pictures import training_curves
 from grasp.job import Job
+from grasp.planner_data import held_out_fraction, load_or_plan, merged, round_metrics
 from grasp.loggers import WandbRun
 from grasp.models.base import WorldModel
 from grasp.train.dataset import TrajectoryDataset, load_or_collect
 from grasp.train.trainer import load_checkpoint, load_or_train
-from grasp.utils import Stopwatch
+from grasp.utils import Stopwatch, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,37 @@ def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldM
 
     wandb_run.define_axis("train/*", "train/step")  # training curves on their own step, not W&B's
     wandb_run.define_axis("val/*", "train/step")
-    model, info = load_or_train(job.checkpoint_path, cfg.world_model, timed_dataset, cfg.train,
-                                cfg.data.val_fraction, task.name, dims, job.device,
-                                meta={"data_hash": job.data_key, "data_path": str(job.data_path)},
-                                allow_train="train" in job.stages, progress=cfg.progress,
-                                log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id},
-                                after_training=task_metrics)
+
+    def trained(path: Path, data_fn, val_fraction: float, after_training) -> tuple[WorldModel, dict]:
+        return load_or_train(path, cfg.world_model, data_fn, cfg.train, val_fraction, task.name, dims, job.device,
+                             meta={"data_hash": job.data_key, "data_path": str(job.data_path)},
+                             allow_train="train" in job.stages, progress=cfg.progress,
+                             log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id},
+                             after_training=after_training)
+
+    model, info = trained(job.checkpoint_path, timed_dataset, cfg.data.val_fraction, task_metrics)
+    # round k plans on models[k - 1]; the rounds' episodes are loaded or planned only when a round's
+    # model must be trained, in order
+    models, planned = [model], []
+    val_fraction = float(cfg.data.val_fraction)
+    for planner_round in job.planner_rounds:
+        def round_data(upto: int = planner_round.index) -> TrajectoryDataset:
+            while len(planned) < upto:
+                earlier = job.planner_rounds[len(planned)]
+                planned.append([load_or_plan(job, earlier, name, models[len(planned)], watch)
+                                for name, _ in earlier.planned])
+            data = merged(timed_dataset(), [p for episodes in planned for p in episodes], val_fraction)
+            seed_everything(int(cfg.seed))  # the same initial weights whether the episodes were planned now or not
+            return data
+
+        def with_round_stats(model, train_set, val_set):
+            return {**task_metrics(model, train_set, val_set),
+                    **round_metrics([p for episodes in planned for p in episodes])}
+
+        added = planner_round.index * len(planner_round.planned) * int(cfg.planner_data.episodes)
+        model, info = trained(planner_round.checkpoint_path, round_data,
+                              held_out_fraction(int(cfg.data.episodes), added, val_fraction), with_round_stats)
+        models.append(model)
     metrics = with_oracle(job, model, info.get("metrics"), timed_dataset)
     if metrics:
         wandb_run.summary({f"world_model/{k}": v for k, v in metrics.items()})

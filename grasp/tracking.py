@@ -39,18 +39,22 @@ def config(job: Job) -> dict[str, Any]:
 
 def log_checkpoint(job: Job, wandb_run: WandbRun) -> None:
     """The world model's checkpoint as a W&B artifact, when logger.wandb.log_checkpoint asks."""
-    path = Path(job.cfg.checkpoint or job.checkpoint_path)
+    path = job.model_path
+    key = job.planner_rounds[-1].checkpoint_path.stem if job.planner_rounds else job.model_key
     if job.cfg.logger.wandb.get("log_checkpoint", False) and path.is_file():
-        wandb_run.log_file_artifact(path, name=f"world-model-{job.task.name}-{job.model_key}", kind="model",
-                                    metadata={"model_key": job.model_key, "sha256": provenance.file_sha256(path)})
+        wandb_run.log_file_artifact(path, name=f"world-model-{job.task.name}-{key}", kind="model",
+                                    metadata={"model_key": key, "sha256": provenance.file_sha256(path)})
 
 
 def interrupted_run_id(job: Job) -> str | None:
     """The W&B run id of an interrupted training of this model, so its curves continue in one run."""
     if job.cfg.checkpoint is not None or "train" not in job.stages:
         return None
-    saved = read_resume_state(resume_path(job.checkpoint_path))
-    return None if saved is None else saved.get("wandb_run_id")
+    for checkpoint in [job.checkpoint_path, *(r.checkpoint_path for r in job.planner_rounds)]:
+        saved = read_resume_state(resume_path(checkpoint))
+        if saved is not None:
+            return saved.get("wandb_run_id")
+    return None
 
 
 def open_run(job: Job) -> WandbRun:

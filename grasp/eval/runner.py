@@ -127,7 +127,7 @@ def evaluate(job: Job, model, protocol: Protocol, model_metrics: dict[str, float
     shown: list[EpisodeOutcome] = []  # the first batch's outcomes, when it ran here: plan curves and pictures
     # what every row of this evaluation shares: the model's held-out quality and the provenance
     shared = {**model_quality(model_metrics, planner.horizon),
-              **provenance.stamp(job.device, job.cfg.checkpoint or job.checkpoint_path)}
+              **provenance.stamp(job.device, job.model_path)}
     bar = tqdm(total=episodes, initial=len(done), desc="evaluate", unit="episode", disable=not cfg.progress,
                mininterval=1.0)
     for first in range(0, episodes, batch):

@@ -29,6 +29,15 @@ def planner_config(name: str, **overrides: Any) -> DictConfig:
     return OmegaConf.merge(node, overrides) if overrides else node
 
 
+def tuned_planner_config(name: str, tuning: str | None, horizon: int) -> DictConfig:
+    """conf/planner/<name>.yaml with conf/tuned/<tuning>/<name>.yaml applied (as `tuning=` does for
+    the run's own planner), at `horizon`, resolved: a second planner beside the run's."""
+    if name not in config_options("planner"):
+        raise ConfigError(f"planner {name!r} is not a config of conf/planner/: allowed {config_options('planner')}")
+    choices = [f"planner={name}", f"horizon={int(horizon)}"] + ([f"tuning={tuning}"] if tuning else [])
+    return OmegaConf.create(OmegaConf.to_container(compose(choices).planner, resolve=True))
+
+
 def build(planner: str | Mapping | DictConfig, world_model: WorldModel, **overrides: Any) -> Planner:
     """A planner on `world_model`: `planner` is a config name (planner_config) or a node with a
     _target_; `overrides` are constructor keywords (horizon, action bounds, knobs). A

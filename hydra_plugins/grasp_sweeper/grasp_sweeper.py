@@ -98,8 +98,8 @@ class PreflightSweeper(BasicSweeper):
                     raise ConfigError(f"sweep job {number} ({' '.join(varying)}): {exc}; no job of the sweep "
                                       "was started") from exc
                 trains = "train" in resolved.stages and job.get("checkpoint") is None
-                if trains and not resolved.checkpoint_path.exists():
-                    missing.setdefault(resolved.checkpoint_path, []).append(overrides)
+                if trains and not resolved.model_path.exists():  # planner-data rounds included
+                    missing.setdefault(resolved.model_path, []).append(overrides)
         finally:
             for task in tasks.values():
                 task.close()
