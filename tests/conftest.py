@@ -26,6 +26,24 @@ def compose_config(overrides: list[str] | None = None, return_hydra_config: bool
     return compose(overrides or [], return_hydra_config=return_hydra_config)
 
 
+def tiny_training(episodes: int, episode_len: int, **train):
+    """A small Wall MLP's config, `episodes` colored exploration episodes and its train section
+    with `train` merged in: real training in a second."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    from grasp.train.dataset import collect
+
+    cfg = compose_config(["world_model.hidden_dim=32", "world_model.depth=2"])
+    task = hydra.utils.instantiate(cfg.env)
+    try:
+        data = collect(task, episodes=episodes, episode_len=episode_len, policy="colored", correlation=0.8, seed=0,
+                       progress=False)
+    finally:
+        task.close()
+    return cfg, data, OmegaConf.merge(cfg.train, train)
+
+
 def resolved(cfg):
     """grasp.job.resolve of a composed config, its simulator closed: the job's names and keys."""
     job = resolve(cfg)
@@ -61,4 +79,4 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300):
                           text=True, timeout=timeout)
 
 
-__all__ = ["TINY", "compose_config", "planner_config", "resolved", "run_cli", "REPO_ROOT"]
+__all__ = ["TINY", "compose_config", "planner_config", "resolved", "run_cli", "tiny_training", "REPO_ROOT"]

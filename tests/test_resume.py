@@ -10,13 +10,11 @@ import subprocess
 import sys
 import time
 
-import hydra
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import REPO_ROOT, TINY, compose_config
-from grasp.train.dataset import collect
+from conftest import REPO_ROOT, TINY, tiny_training
 from grasp.train.trainer import build_world_model, read_resume_state, train_world_model
 from wandb_files import read_offline_run
 
@@ -27,13 +25,7 @@ class Interrupted(Exception):
 
 @pytest.fixture(scope="module")
 def setting():
-    cfg = compose_config(["world_model.hidden_dim=32", "world_model.depth=2"])
-    task = hydra.utils.instantiate(cfg.env)
-    data = collect(task, episodes=20, episode_len=20, policy="colored", correlation=0.8, seed=0, progress=False)
-    task.close()
-    train_cfg = OmegaConf.merge(cfg.train, {"steps": 60, "eval_every": 10, "batch_size": 32, "rollout_len": 5,
-                                            "checkpoint_every": 20})
-    return cfg, data, train_cfg
+    return tiny_training(20, 20, steps=60, eval_every=10, batch_size=32, rollout_len=5, checkpoint_every=20)
 
 
 def fresh_model(cfg):

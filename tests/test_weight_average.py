@@ -3,15 +3,13 @@ ends with them; it is off (and leaves cache keys alone) at 0."""
 
 from __future__ import annotations
 
-import hydra
 import pytest
 import torch
 from omegaconf import OmegaConf
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from conftest import compose_config, resolved
+from conftest import compose_config, resolved, tiny_training
 from grasp.errors import ConfigError
-from grasp.train.dataset import collect
 from grasp.train.trainer import build_world_model, held_out_metrics, train_world_model
 
 DECAY = 0.8
@@ -19,13 +17,7 @@ DECAY = 0.8
 
 @pytest.fixture(scope="module")
 def setting():
-    cfg = compose_config(["world_model.hidden_dim=32", "world_model.depth=2"])
-    task = hydra.utils.instantiate(cfg.env)
-    data = collect(task, episodes=12, episode_len=12, policy="colored", correlation=0.8, seed=0, progress=False)
-    task.close()
-    train_cfg = OmegaConf.merge(cfg.train, {"steps": 25, "eval_every": 5, "batch_size": 16, "rollout_len": 4,
-                                            "checkpoint_every": 0})
-    return cfg, data, train_cfg
+    return tiny_training(12, 12, steps=25, eval_every=5, batch_size=16, rollout_len=4, checkpoint_every=0)
 
 
 def fresh_model(cfg):
