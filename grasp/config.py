@@ -80,7 +80,7 @@ def _check_planner_data(cfg: DictConfig) -> None:
     for key in ("episodes", "horizon", "batch_size"):
         value = settings[key]
         _require(isinstance(value, int) and value >= 1, f"planner_data.{key}", "an integer >= 1", value)
-    _require(settings.horizon <= cfg.data.episode_len, "planner_data.horizon",
+    _require(settings.rounds == 0 or settings.horizon <= cfg.data.episode_len, "planner_data.horizon",
              f"at most data.episode_len ({cfg.data.episode_len}): a planned episode holds its plan", settings.horizon)
     names = [settings.planner] if isinstance(settings.planner, str) else list(settings.planner or [])
     _require(len(names) > 0 and len(set(names)) == len(names) and all(n in config_options("planner") for n in names),

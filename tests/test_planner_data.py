@@ -67,6 +67,10 @@ def test_bad_round_settings_fail_before_any_work(override, key):
         resolved(compose_config(["experiment=paper_long_horizon", "planner_data.rounds=1", override]))
 
 
+def test_round_settings_that_only_rounds_need_do_not_stop_a_run_without_rounds():
+    resolved(compose_config(["data.episode_len=8", "train.rollout_len=8"]))  # planner_data.horizon=16 is longer
+
+
 def run(tmp_path, *extra):
     cmd = [sys.executable, str(REPO_ROOT / "scripts" / "planner_data.py"), "--actions", "held5", "--episodes", "4",
            "--batch", "2", "--horizon", "3", "--root", str(tmp_path / "root"), "--out", str(tmp_path / "out"), *TINY,
