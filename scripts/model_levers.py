@@ -72,6 +72,8 @@ LEVERS: dict[str, list[str]] = {
     "data10x_rollout8_frame_20k_lr3e-3": [*PUSHT_MODEL, "train.steps=20000", "train.lr=3e-3"],
     "data10x_rollout8_frame_30k_lr2e-3": [*PUSHT_MODEL, "train.steps=30000", "train.lr=2e-3"],
     "data20x_rollout8_frame_20k_lr2e-3": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000", "train.lr=2e-3"],
+    "data20x_rollout8_frame_20k_lr2e-3_batch512": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
+                                                   "train.lr=2e-3", "train.batch_size=512"],
     "data20x_rollout8_frame_20k_lr2e-3_ema0.999": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
                                                   "train.lr=2e-3", "train.ema=0.999"],
 }
