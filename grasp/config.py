@@ -73,6 +73,12 @@ def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} is invalid: allowed {allowed}")
 
 
+def round_planner_names(cfg: DictConfig) -> list[str]:
+    """planner_data.planner as a list: one name, or several whose episodes a round adds together."""
+    names = cfg.planner_data.planner
+    return [str(names)] if isinstance(names, str) else [str(n) for n in names or []]
+
+
 def _check_planner_data(cfg: DictConfig) -> None:
     settings = cfg.planner_data
     _require(isinstance(settings.rounds, int) and settings.rounds >= 0, "planner_data.rounds",
@@ -82,9 +88,9 @@ def _check_planner_data(cfg: DictConfig) -> None:
         _require(isinstance(value, int) and value >= 1, f"planner_data.{key}", "an integer >= 1", value)
     _require(settings.rounds == 0 or settings.horizon <= cfg.data.episode_len, "planner_data.horizon",
              f"at most data.episode_len ({cfg.data.episode_len}): a planned episode holds its plan", settings.horizon)
-    names = [settings.planner] if isinstance(settings.planner, str) else list(settings.planner or [])
-    _require(len(names) > 0 and len(set(names)) == len(names) and all(n in config_options("planner") for n in names),
-             "planner_data.planner", f"one of {config_options('planner')}, or a list of distinct ones", settings.planner)
+    names, options = round_planner_names(cfg), config_options("planner")
+    _require(len(names) > 0 and len(set(names)) == len(names) and all(n in options for n in names),
+             "planner_data.planner", f"one of {options}, or a list of distinct ones", settings.planner)
     _require(settings.rounds == 0 or cfg.checkpoint is None, "planner_data.rounds",
              "0 with `checkpoint` set (a given checkpoint is evaluated as it is)", settings.rounds)
 

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from grasp import keys, planners
-from grasp.config import check_config, instantiate_checked
+from grasp.config import check_config, instantiate_checked, round_planner_names
 from grasp.envs.base import Task
 from grasp.errors import ConfigError
 from grasp.eval.protocol import Protocol, load_or_make_protocol
@@ -161,12 +161,6 @@ def resolve(cfg: DictConfig, output_dir: str | Path | None = None, task: Task | 
         evaluation_protocol(job)
     build_planner(job, model)
     return job
-
-
-def round_planner_names(cfg: DictConfig) -> list[str]:
-    """planner_data.planner as a list: one name, or several whose episodes a round adds together."""
-    names = cfg.planner_data.planner
-    return [str(names)] if isinstance(names, str) else [str(n) for n in names]
 
 
 def planner_rounds(cfg: DictConfig, task: Task, model: WorldModel,

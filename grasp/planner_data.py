@@ -15,15 +15,13 @@ import json
 import logging
 from pathlib import Path
 
-import hydra
 import numpy as np
-import torch
 from filelock import FileLock
 from tqdm.auto import tqdm
 
 from grasp.eval.mpc import run_mpc
 from grasp.eval.protocol import make_protocol
-from grasp.eval.runner import batch_seed
+from grasp.eval.runner import batch_generator, side_by_side
 from grasp.job import Job, PlannerRound, build_round_planner
 from grasp.models.base import WorldModel
 from grasp.train.dataset import TrajectoryDataset
@@ -55,14 +53,9 @@ def plan_batch(job: Job, planner, protocol, index: range, pairs_seed: int) -> tu
     and the planner's simulator and model successes on them."""
     cfg, task = job.cfg, job.task
     length, correlation = int(cfg.data.episode_len), float(cfg.data.correlation)
-    tasks = [task] + [hydra.utils.instantiate(cfg.env) for _ in index[1:]]
-    generator = torch.Generator(device="cpu").manual_seed(batch_seed(int(cfg.seed), index[0]))
-    try:
+    with side_by_side(job, len(index)) as tasks:
         outcomes = run_mpc(tasks, planner, protocol.starts[index], protocol.goals[index],
-                           max_steps=planner.horizon, open_loop=True, generator=generator)
-    finally:
-        for extra in tasks[1:]:
-            extra.close()
+                           max_steps=planner.horizon, open_loop=True, generator=batch_generator(job, index[0]))
     pieces = [replayed(task, protocol.starts[i], o.actions, length, job.data_policy, correlation,
                        derive_seed(pairs_seed, 2, i)) for i, o in zip(index, outcomes)]
     for i, o, (states, _) in zip(index, outcomes, pieces):  # the replay is the run the planner was judged on

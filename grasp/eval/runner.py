@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import hydra
@@ -90,23 +91,34 @@ def batch_seed(seed: int, first_episode: int) -> int:
     return derive_seed(seed, 1) if first_episode == 0 else derive_seed(seed, 1, first_episode)
 
 
+def batch_generator(job: Job, first_episode: int) -> torch.Generator:
+    """The planner noise of the batch starting at `first_episode`: a CPU generator whatever the
+    device (draws are moved to the model, sample_normal), so a seed plans alike on CPU and GPU."""
+    return torch.Generator(device="cpu").manual_seed(batch_seed(int(job.cfg.seed), first_episode))
+
+
+@contextmanager
+def side_by_side(job: Job, count: int):
+    """`count` simulators of the job's env for one batch: the job's own first, then fresh ones,
+    closed after the block."""
+    tasks = [job.task] + [hydra.utils.instantiate(job.cfg.env) for _ in range(count - 1)]
+    try:
+        yield tasks
+    finally:
+        for extra in tasks[1:]:
+            extra.close()
+
+
 def evaluate_batch(job: Job, planner: Planner, protocol: Protocol, episodes: range,
                    watch: Stopwatch) -> list[EpisodeOutcome]:
     """MPC on one batch of episodes: their simulators side by side, one planner call per step."""
     cfg, index = job.cfg, list(episodes)
-    tasks = [job.task] + [hydra.utils.instantiate(cfg.env) for _ in index[1:]]
-    # a CPU generator whatever the device: draws are moved to the model (sample_normal), so a
-    # seed plans alike on CPU and GPU
-    generator = torch.Generator(device="cpu").manual_seed(batch_seed(int(cfg.seed), index[0]))
     seeds = [protocol.episode_seeds[i] for i in index]
-    try:
+    with side_by_side(job, len(index)) as tasks:
         return run_mpc(tasks, planner, protocol.starts[index], protocol.goals[index], max_steps=int(cfg.eval.max_steps),
                        replan_every=int(cfg.eval.replan_every), open_loop=bool(cfg.eval.open_loop),
-                       generator=generator, progress=cfg.progress, stopwatch=watch,
+                       generator=batch_generator(job, index[0]), progress=cfg.progress, stopwatch=watch,
                        noise_keys=seeds if cfg.eval.get("noise_streams", "shared") == "per_episode" else None)
-    finally:
-        for extra in tasks[1:]:
-            extra.close()
 
 
 def evaluate(job: Job, model, protocol: Protocol, model_metrics: dict[str, float], wandb_run: WandbRun,

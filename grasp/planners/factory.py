@@ -15,10 +15,14 @@ from grasp.models.base import WorldModel
 from grasp.planners.base import Planner
 
 
-@functools.lru_cache(maxsize=None)
-def _composed(name: str) -> DictConfig:
+def _check_name(name: str) -> None:
     if name not in config_options("planner"):
         raise ConfigError(f"planner {name!r} is not a config of conf/planner/: allowed {config_options('planner')}")
+
+
+@functools.lru_cache(maxsize=None)
+def _composed(name: str) -> DictConfig:
+    _check_name(name)
     return compose([f"planner={name}"]).planner
 
 
@@ -32,8 +36,7 @@ def planner_config(name: str, **overrides: Any) -> DictConfig:
 def tuned_planner_config(name: str, tuning: str | None, horizon: int) -> DictConfig:
     """conf/planner/<name>.yaml with conf/tuned/<tuning>/<name>.yaml applied (as `tuning=` does for
     the run's own planner), at `horizon`, resolved: a second planner beside the run's."""
-    if name not in config_options("planner"):
-        raise ConfigError(f"planner {name!r} is not a config of conf/planner/: allowed {config_options('planner')}")
+    _check_name(name)
     choices = [f"planner={name}", f"horizon={int(horizon)}"] + ([f"tuning={tuning}"] if tuning else [])
     return OmegaConf.create(OmegaConf.to_container(compose(choices).planner, resolve=True))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,8 @@ class WeightAverage:
         self.average.update_parameters(model)
 
     @torch.no_grad()
-    def _load_into(self, model: torch.nn.Module) -> None:
+    def finish(self, model: torch.nn.Module) -> None:
+        """Put the averaged weights in `model`."""
         for live, averaged in zip(model.parameters(), self.average.module.parameters()):
             live.copy_(averaged)
 
@@ -191,7 +192,7 @@ class WeightAverage:
     def applied(self, model: torch.nn.Module):
         """The averaged weights in `model` inside the block, the live ones again after it."""
         live = [p.detach().clone() for p in model.parameters()]
-        self._load_into(model)
+        self.finish(model)
         try:
             yield
         finally:
@@ -199,16 +200,8 @@ class WeightAverage:
                 for p, kept in zip(model.parameters(), live):
                     p.copy_(kept)
 
-    def finish(self, model: torch.nn.Module) -> None:
-        self._load_into(model)
-
     def state(self) -> dict[str, Any]:
         return self.average.state_dict()
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -325,7 +318,7 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
             loss_value = loss.item()
             if not math.isfinite(loss_value) or not weights_are_finite(model):
                 raise stop(step, f"the loss is {loss_value}" if not math.isfinite(loss_value) else "the weights hold NaN/Inf")
-            with average.applied(model) if average is not None else _nothing():  # validate what training keeps
+            with average.applied(model) if average is not None else nullcontext():  # validate what training keeps
                 model.calibrate(calibration)
                 metrics = {"train/step": step, "train/loss": loss_value, "train/skipped_batches": skipped,
                            **{f"train/{k}": float(v) for k, v in parts.items() if k != "loss"},
