@@ -86,6 +86,10 @@ def _check_planner_data(cfg: DictConfig) -> None:
     for key in ("episodes", "horizon", "batch_size"):
         value = settings[key]
         _require(isinstance(value, int) and value >= 1, f"planner_data.{key}", "an integer >= 1", value)
+    _require(isinstance(settings.finetune_steps, int) and settings.finetune_steps >= 0, "planner_data.finetune_steps",
+             "an integer >= 0 (0 = each round's model trains from scratch)", settings.finetune_steps)
+    _require(settings.finetune_lr is None or settings.finetune_lr > 0, "planner_data.finetune_lr",
+             "null (train.lr) or a number > 0", settings.finetune_lr)
     _require(settings.rounds == 0 or settings.horizon <= cfg.data.episode_len, "planner_data.horizon",
              f"at most data.episode_len ({cfg.data.episode_len}): a planned episode holds its plan", settings.horizon)
     names, options = round_planner_names(cfg), config_options("planner")

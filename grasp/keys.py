@@ -19,6 +19,8 @@ TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
 #: train keys added after models were cached: hashed only when set away from this value, which
 #: trains what the code before them trained, so the caches of earlier runs stay valid
 TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0}
+#: planner_data keys that decide how a round's model trains, not what its planners plan
+ROUND_TRAINING_KEYS = ("finetune_steps", "finetune_lr")
 #: run-level keys that never change a result row (where things go, how they are shown)
 KEYS_NOT_IN_RESULTS = ("progress", "logger", "paths", "resume", "stages", "hydra")
 #: eval keys that only choose what else is logged
@@ -75,12 +77,16 @@ def planner_round_keys(cfg: DictConfig, model: str,
     decided by the model they were planned on, the round settings and the planner's config; a
     round's model by the first model's key and every round's episodes so far."""
     settings = {k: v for k, v in OmegaConf.to_container(cfg.planner_data, resolve=True).items()
-                if k not in ("rounds", "planner")}
+                if k not in ("rounds", "planner", *ROUND_TRAINING_KEYS)}
+    # how a round's model trains (from scratch: nothing beyond `train`); unhashed when from scratch,
+    # as before the knobs existed
+    finetune = ({k: _resolved(cfg.planner_data[k]) for k in ROUND_TRAINING_KEYS}
+                if int(cfg.planner_data.finetune_steps) > 0 else None)
     keys, planned, previous = [], [], model
     for index in range(1, int(cfg.planner_data.rounds) + 1):
         this_round = {name: config_hash(previous, settings, _resolved(node), index) for name, node in planners.items()}
         planned += this_round.values()
-        previous = config_hash(model, *planned)
+        previous = config_hash(model, *planned) if finetune is None else config_hash(model, *planned, finetune)
         keys.append((this_round, previous))
     return keys
 
@@ -103,5 +109,8 @@ def evaluation_key(cfg: DictConfig, planner: str, variant: str) -> str:
         plain["eval"].pop(key, None)
     if not plain.get("planner_data", {}).get("rounds"):  # off: the keys of runs from before the section
         plain.pop("planner_data", None)
+    elif not plain["planner_data"]["finetune_steps"]:  # from scratch: the keys of runs from before fine-tuning
+        for key in ROUND_TRAINING_KEYS:
+            plain["planner_data"].pop(key)
     plain["train"] = hashed_train(cfg)
     return config_hash(plain, planner, variant)

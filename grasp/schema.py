@@ -72,6 +72,8 @@ class PlannerDataConf:
     horizon: int = MISSING
     batch_size: int = MISSING
     seed: int = MISSING
+    finetune_steps: int = MISSING
+    finetune_lr: Optional[float] = MISSING
 
 
 @dataclass

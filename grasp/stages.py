@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from grasp.eval.oracle import fit_state_readout, oracle_key, oracle_success
 from grasp.eval.pictures import training_curves
@@ -60,12 +60,14 @@ def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldM
     wandb_run.define_axis("train/*", "train/step")  # training curves on their own step, not W&B's
     wandb_run.define_axis("val/*", "train/step")
 
-    def trained(path: Path, data_fn, val_fraction: float, after_training) -> tuple[WorldModel, dict]:
-        return load_or_train(path, cfg.world_model, data_fn, cfg.train, val_fraction, task.name, dims, job.device,
+    def trained(path: Path, data_fn, val_fraction: float, after_training,
+                start: WorldModel | None = None) -> tuple[WorldModel, dict]:
+        return load_or_train(path, cfg.world_model, data_fn, cfg.train if start is None else finetuning(cfg),
+                             val_fraction, task.name, dims, job.device,
                              meta={"data_hash": job.data_key, "data_path": str(job.data_path)},
                              allow_train="train" in job.stages, progress=cfg.progress,
                              log_fn=wandb_run.log, resume_meta={"wandb_run_id": wandb_run.id},
-                             after_training=after_training)
+                             after_training=after_training, start=start)
 
     model, info = trained(job.checkpoint_path, timed_dataset, cfg.data.val_fraction, task_metrics)
     # round k plans on models[k - 1]; the rounds' episodes are loaded or planned only when a round's
@@ -88,7 +90,8 @@ def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldM
 
         added = planner_round.index * len(planner_round.planned) * int(cfg.planner_data.episodes)
         model, info = trained(planner_round.checkpoint_path, round_data,
-                              held_out_fraction(int(cfg.data.episodes), added, val_fraction), with_round_stats)
+                              held_out_fraction(int(cfg.data.episodes), added, val_fraction), with_round_stats,
+                              start=models[-1] if int(cfg.planner_data.finetune_steps) > 0 else None)
         models.append(model)
     metrics = with_oracle(job, model, info.get("metrics"), timed_dataset)
     if metrics:
@@ -97,6 +100,14 @@ def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldM
         curves = training_curves(info["history"], job.output_dir / "pictures" / "training_curves.png")
         wandb_run.log_media(images={"pictures/training_curves": curves})
     return model, metrics
+
+
+def finetuning(cfg: DictConfig) -> DictConfig:
+    """`train` for continuing a round's model: planner_data.finetune_steps steps at peak rate
+    planner_data.finetune_lr (train.lr when null)."""
+    lr = cfg.planner_data.finetune_lr
+    return OmegaConf.merge(cfg.train, {"steps": int(cfg.planner_data.finetune_steps),
+                                       "lr": float(cfg.train.lr if lr is None else lr)})
 
 
 def with_oracle(job: Job, model: WorldModel, metrics: dict | None,

@@ -55,12 +55,18 @@ def test_round_keys_follow_the_model_and_the_round_settings():
     assert both.planner_rounds[0].planned == (job.planner_rounds[0].planned[0], other_planner.planner_rounds[0].planned[0])
     assert both.planner_rounds[1].planned[0] != job.planner_rounds[1].planned[0]  # planned on another model
     assert resolved(compose_config(["experiment=paper_long_horizon"])).planner_rounds == ()
+    # fine-tuning changes the round's model, not what its planner plans on the first model
+    tuned = resolved(compose_config([*base, "planner_data.finetune_steps=500"]))
+    assert tuned.planner_rounds[0].planned == job.planner_rounds[0].planned
+    assert tuned.planner_rounds[0].checkpoint_path != job.planner_rounds[0].checkpoint_path
 
 
 @pytest.mark.parametrize("override, key", [("planner_data.horizon=21", "planner_data.horizon"),
                                            ("planner_data.planner=nope", "planner_data.planner"),
                                            ("planner_data.planner=[cem,cem]", "planner_data.planner"),
                                            ("planner_data.rounds=-1", "planner_data.rounds"),
+                                           ("planner_data.finetune_steps=-1", "planner_data.finetune_steps"),
+                                           ("planner_data.finetune_lr=0", "planner_data.finetune_lr"),
                                            ("checkpoint=/tmp/model.pt", "planner_data.rounds")])
 def test_bad_round_settings_fail_before_any_work(override, key):
     with pytest.raises(ConfigError, match=key):
@@ -98,6 +104,20 @@ def test_a_round_plans_replays_and_retrains_and_a_rerun_reuses_both(tmp_path):
     second = run(tmp_path)  # everything is cached: no planning, no training, the same summary
     assert "episodes from the cache" in second
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "summary.csv"), summary)
+
+
+def test_a_finetuned_round_continues_the_first_model_in_its_space(tmp_path):
+    run(tmp_path, "planner_data.finetune_steps=10", "planner_data.finetune_lr=1e-12")
+    payloads = [load_checkpoint(p, torch.device("cpu"), expect_env="pusht")
+                for p in sorted((tmp_path / "root" / "outputs" / "cache" / "checkpoints" / "pusht").glob("*.pt"))]
+    (tuned, tuned_payload), = [p for p in payloads if "planner_data/round1_cem_sim_success" in p[1]["metrics"]]
+    (first, first_payload), = [p for p in payloads if p[0] is not tuned]
+    assert [h["train/step"] for h in tuned_payload["history"]] == [10]  # finetune_steps, not train.steps (40)
+    assert [h["train/step"] for h in first_payload["history"]][-1] == 40
+    trained = first.state_dict()
+    for name, value in tuned.state_dict().items():
+        # normalisation kept exactly (the round's episodes are not refitted), weights moved by ~lr
+        torch.testing.assert_close(value, trained[name], rtol=0, atol=1e-6 if name.startswith("net.") else 0)
 
 
 def test_an_interrupted_round_keeps_its_finished_batches(tmp_path, monkeypatch):

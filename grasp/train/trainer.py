@@ -252,8 +252,9 @@ def _save_state(path: Path, state: dict[str, Any]) -> int:
 
 def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: DictConfig, val_fraction: float,
                       progress: bool = True, log_fn=None, resume_path: Path | None = None,
-                      resume_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit the model's statistics, then minimise its training loss on random windows, ending
+                      resume_meta: dict[str, Any] | None = None, fit_statistics: bool = True) -> dict[str, Any]:
+    """Fit the model's statistics (unless `fit_statistics` is false: a trained model continued on
+    new data keeps the space its weights were learnt in), then minimise its training loss on random windows, ending
     with the last weights (their moving average with train.ema > 0; validation measures the same
     weights) or (train.select=best) those of the best validation, and stopping
     early after train.patience validations without improvement.
@@ -267,7 +268,8 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
     torch.manual_seed(int(train_cfg.seed))
     train_set, val_set = data.split(val_fraction)
     episodes, val_episodes = Episodes(model, train_set), Episodes(model, val_set)
-    model.prepare(episodes.states, episodes.actions)
+    if fit_statistics:
+        model.prepare(episodes.states, episodes.actions)
     calibration = episodes.calibration_sample(seed=int(train_cfg.seed))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
@@ -417,12 +419,13 @@ def load_or_train(path: Path, model_cfg: DictConfig, data_fn, train_cfg: DictCon
                   task_name: str, dims: tuple[int, int], device: torch.device, meta: dict[str, Any],
                   allow_train: bool, progress: bool = True, log_fn=None,
                   resume_meta: dict[str, Any] | None = None,
-                  after_training=None) -> tuple[WorldModel, dict[str, Any]]:
+                  after_training=None, start: WorldModel | None = None) -> tuple[WorldModel, dict[str, Any]]:
     """The cached checkpoint at `path`, training it first when missing (one process at a time).
     `data_fn` is called only when training is needed. An interrupted training run resumes from
     its last periodic state (`train.checkpoint_every`) when the same command runs again.
     `after_training(model, train_set, val_set) -> metrics` runs on the trained model before it is
-    saved (readouts, task-level metrics); its metrics are stored with the checkpoint's."""
+    saved (readouts, task-level metrics); its metrics are stored with the checkpoint's. With
+    `start`, training continues that model's weights and statistics instead of new ones."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
@@ -436,8 +439,11 @@ def load_or_train(path: Path, model_cfg: DictConfig, data_fn, train_cfg: DictCon
             )
         data = data_fn()
         model = build_world_model(model_cfg, *dims).to(device)
+        if start is not None:
+            model.load_state_dict(start.state_dict())
         result = train_world_model(model, data, train_cfg, val_fraction, progress=progress, log_fn=log_fn,
-                                   resume_path=resume_path(path), resume_meta=resume_meta)
+                                   resume_path=resume_path(path), resume_meta=resume_meta,
+                                   fit_statistics=start is None)
         metrics = dict(result["final"] or {})
         if after_training is not None:
             metrics.update(after_training(model, *data.split(val_fraction)))
