@@ -39,7 +39,7 @@ from grasp.utils import Stopwatch, seed_everything
 #: (8000 steps at lr 1e-3, as every lever was measured; the preset itself trains 20000 at 2e-3:
 #: lever data10x_rollout8_frame_20k_lr2e-3)
 BASE = ["experiment=paper_long_horizon", "world_model=mlp", "train.steps=8000", "train.lr=1e-3", "stages=[collect,train]",
-        "logger.wandb.mode=disabled"]
+        "planner_data.rounds=0", "logger.wandb.mode=disabled"]
 #: held-out trajectories: how many, how long (model steps) and their seed (not any training set's)
 HELD_OUT = {"episodes": 200, "episode_len": 16, "seed": 424242}
 HORIZONS = (8, 12, 16)

@@ -20,8 +20,8 @@ from grasp.train.dataset import TrajectoryDataset
 from grasp.train.trainer import load_checkpoint
 
 TINY = ["data.episodes=30", "train.steps=40", "train.eval_every=20", "world_model.hidden_dim=32",
-        "train.oracle_horizons=[3]"]
-ROUNDS = ["planner_data.episodes=4", "planner_data.batch_size=2", "planner_data.horizon=3"]
+        "train.oracle_horizons=[3]", "planner_data.finetune_steps=0"]
+ROUNDS = ["planner_data.planner=cem", "planner_data.episodes=4", "planner_data.batch_size=2", "planner_data.horizon=3"]
 
 
 def dataset(n: int, length: int, offset: float) -> TrajectoryDataset:
@@ -41,7 +41,8 @@ def test_merged_data_holds_out_the_exploration_validation_episodes_only(episodes
 
 
 def test_round_keys_follow_the_model_and_the_round_settings():
-    base = ["experiment=paper_long_horizon", "planner_data.rounds=2"]
+    base = ["experiment=paper_long_horizon", "planner_data.rounds=2", "planner_data.planner=cem",
+            "planner_data.finetune_steps=0"]
     job = resolved(compose_config(base))
     assert [r.index for r in job.planner_rounds] == [1, 2] and job.model_path == job.planner_rounds[-1].checkpoint_path
     cem = job.round_planners["cem"]
@@ -54,7 +55,7 @@ def test_round_keys_follow_the_model_and_the_round_settings():
     # a planner's first-round episodes are shared by configs that plan them on the same model
     assert both.planner_rounds[0].planned == (job.planner_rounds[0].planned[0], other_planner.planner_rounds[0].planned[0])
     assert both.planner_rounds[1].planned[0] != job.planner_rounds[1].planned[0]  # planned on another model
-    assert resolved(compose_config(["experiment=paper_long_horizon"])).planner_rounds == ()
+    assert resolved(compose_config(["experiment=paper_long_horizon", "planner_data.rounds=0"])).planner_rounds == ()
     # fine-tuning changes the round's model, not what its planner plans on the first model
     tuned = resolved(compose_config([*base, "planner_data.finetune_steps=500"]))
     assert tuned.planner_rounds[0].planned == job.planner_rounds[0].planned
