@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from grasp.errors import ConfigError
 from grasp.loggers import wandb_mode
 from grasp.schema import check_sections, register
-from grasp.utils import is_device_name
+from grasp.utils import PRECISIONS, is_device_name
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: a source checkout's root (pyproject.toml and conf/ beside the package); None once installed
@@ -43,7 +43,6 @@ DATA_POLICIES = ("auto", "uniform", "colored", "scripted")
 GOAL_SOURCES = ("random", "rollout")
 NOISE_STREAMS = ("shared", "per_episode")
 COMPILE_MODES = ("default", "max-autotune")
-PRECISIONS = ("fp32", "bf16")
 #: train.nonfinite: what a NaN/Inf loss or gradient does to training
 NONFINITE_POLICIES = ("stop", "skip")
 #: which weights world-model training ends with (train.select)

@@ -109,11 +109,12 @@ def test_bad_run_values_name_the_key(override, key):
         check_config(cfg)
 
 
-def test_precision_offers_fp32_and_bf16_only():
+def test_precision_offers_fp32_bf16_and_auto_only():
     # fp16 would need loss scaling the planners do not do: refused, with what is allowed
-    with pytest.raises(ConfigError, match=r"'precision'.*\['fp32', 'bf16'\]"):
+    with pytest.raises(ConfigError, match=r"'precision'.*\['fp32', 'bf16', 'auto'\]"):
         check_config(compose_config(["precision=fp16"]))
-    check_config(compose_config(["precision=bf16", "device=cpu"]))
+    for precision in ("bf16", "auto"):
+        check_config(compose_config([f"precision={precision}", "device=cpu"]))
 
 
 @pytest.mark.parametrize("name, ok", [("cuda:1", True), ("cuda:12", True), ("cpu", True), ("auto", True),

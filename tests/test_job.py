@@ -13,6 +13,7 @@ from grasp.envs.wall import WallTask
 from grasp.errors import ConfigError
 from grasp.job import build_planner, resolve
 from grasp.train.trainer import build_world_model
+from grasp.utils import native_bf16_cpu
 
 
 def planner_of(*overrides: str):
@@ -26,6 +27,14 @@ def test_goal_costs_default_to_the_tasks_goal_dims(planner):
     job, built = planner_of(f"planner={planner}")
     assert built.state_weights.tolist() == [1.0, 1.0, 0.0, 0.0]  # positions, not velocities
     assert built.action_low.tolist() == [-1.0, -1.0] and built.horizon == job.horizon == 30
+
+
+@pytest.mark.parametrize("planner", ["cem", "gd", "grasp_mpc"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_the_runs_precision_reaches_each_planner(planner, precision):
+    built = planner_of(f"planner={planner}", f"precision={precision}", "device=cpu")[1]
+    bf16 = precision == "bf16" or (precision == "auto" and planner == "cem" and native_bf16_cpu())
+    assert built.autocast_dtype == (torch.bfloat16 if bf16 else None)
 
 
 def test_explicit_state_weights_are_kept():

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from grasp.cli import bench, latency
+from grasp.utils import native_bf16_cpu
 
 TINY = argparse.Namespace(seed=0, depth=None, state_dim=3, action_dim=2, hidden_dim=16, residual_scale=0.1,
                           action_gain=10.0, compile=None)
@@ -47,6 +48,18 @@ def test_gd_counts_and_the_written_table(tmp_path):
     assert (written.ratio - written.plan_s / written.bound_s).abs().max() < 1e-9
     assert "| gd" in (tmp_path / "latency_bound.md").read_text() and len(frame) == 4
     assert (tmp_path / "latency_bound.png").stat().st_size > 0  # the growth plot, one line per planner
+
+
+def test_each_precision_is_a_row_whose_bound_is_timed_in_it(tmp_path):
+    frame = latency.main(["--planners", "cem,gd", "--horizons", "3", "--batches", "2", "--hidden-dim", "16",
+                          "--repeats", "1", "--device", "cpu", "--precisions", "fp32,bf16,auto"])
+    assert list(zip(frame.planner, frame.precision)) == [("cem", "fp32"), ("cem", "bf16"), ("cem", "auto"),
+                                                         ("gd", "fp32"), ("gd", "bf16"), ("gd", "auto")]
+    auto_cem = "bf16" if native_bf16_cpu() else "fp32"
+    assert list(frame.autocast) == ["fp32", "bf16", auto_cem, "fp32", "bf16", "fp32"]
+    assert (frame.bound_s > 0).all() and (frame.plan_s > 0).all()
+    with pytest.raises(SystemExit):
+        latency.main(["--precisions", "fp16"])
 
 
 def test_bad_sizes_are_refused(capsys):

@@ -38,6 +38,7 @@ def test_end_to_end_run_results_wandb_and_cache(tmp_path):
     sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert len(head) == 40 and set(results["git_commit"]) == {head} and set(results["git_dirty"]) == {dirty}
     assert set(results["device"]) == {"cpu"} and set(results["checkpoint_sha256"]) == {sha}
+    assert set(results["precision"]) == {"fp32"}, "the run's default precision, as the planner used it"
     assert f"torch={torch.__version__}" in results["versions"][0] and "mujoco=" in results["versions"][0]
 
     (run_dir,) = (tmp_path / "run1" / "wandb").glob("offline-run-*")

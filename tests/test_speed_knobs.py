@@ -9,7 +9,7 @@ import torch
 
 from grasp.planners import build
 from grasp.models.mlp import MLPWorldModel
-from grasp.utils import AUTOCAST_DTYPES, compile_world_model
+from grasp.utils import AUTOCAST_DTYPES, autocast_dtype, compile_world_model, native_bf16_cpu
 from test_planners import gen
 
 
@@ -32,6 +32,35 @@ def test_precision_autocasts_the_optimisation_only(name, precision):
     assert dtypes[-1] == torch.float32, "the final cost is computed in fp32"
     assert result.actions.dtype == torch.float32 and result.info["final_cost"].dtype == torch.float32
     assert torch.isfinite(result.actions).all()
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n", True),  # AMD Zen 4, Intel Cooper Lake
+    ("flags\t\t: fpu avx512f amx_bf16 amx_tile\n", True),  # Intel Sapphire Rapids
+    ("Features\t: fp asimd sve bf16 i8mm\n", True),  # Arm v8.6 (Graviton 3)
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n", False),  # AVX-512 without BF16 (Skylake)
+    ("model name\t: bf16 in a name is not a flag\nflags\t\t: avx2\n", False),
+])
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(flags * 2)  # one block per core
+    assert native_bf16_cpu(cpuinfo) is native
+    assert native_bf16_cpu(tmp_path / "missing") is False
+
+
+@pytest.mark.parametrize("name, wide", [("cem", True), ("mppi", True), ("icem", True), ("gd", False),
+                                        ("grasp", False), ("latco", False)])
+def test_auto_precision_is_bf16_for_samplers_on_a_native_bf16_cpu_only(name, wide):
+    planner = build(name, tiny_model(), horizon=5)
+    assert planner.wide_calls is wide
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    native = native_bf16_cpu()
+    assert autocast_dtype("auto", cpu, planner.wide_calls) == (torch.bfloat16 if wide and native else None)
+    assert autocast_dtype("auto", gpu, planner.wide_calls) is None, "a GPU's small calls cost their launch: fp32"
+    for precision in ("fp32", "bf16"):  # explicit choices are kept whatever the planner and device
+        assert autocast_dtype(precision, cpu, planner.wide_calls) == AUTOCAST_DTYPES[precision]
+    with pytest.raises(ValueError, match="precision='fp16'.*auto"):
+        autocast_dtype("fp16", cpu, wide)
 
 
 def test_compiled_step_matches_the_eager_step_and_plans_alike():

@@ -17,11 +17,13 @@ alone (forward, or forward and backward when the call records a graph), and repo
   python scripts/latency_bound.py                       # default planners and sizes (Wall: B=10, T=30)
   python scripts/latency_bound.py --planners grasp --batches 64 --horizons 100 --device cuda
   python scripts/latency_bound.py --horizons 10,50,100,200 --batches 1,16,64 --out DIR   # growth curves
+  python scripts/latency_bound.py --precisions fp32,bf16,auto   # each planner in each precision, interleaved
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -36,7 +38,7 @@ from tqdm import tqdm
 from grasp.cli import bench
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner, frozen_parameters
-from grasp.utils import resolve_device, use_device
+from grasp.utils import PRECISIONS, precision_name, resolve_device, use_device
 
 #: (rows, records a graph) of one model call
 CallKey = tuple[int, bool]
@@ -66,12 +68,14 @@ class CallCounter:
         self.active = False
 
 
-def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0) -> float:
+def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0,
+              dtype: torch.dtype | None = None) -> float:
     """Median seconds of one `step` call of `rows` rows, as a call inside a serial chain of
     `chain` calls costs (one backward through the chain when `grad`, so the backward's fixed
-    cost is shared as in a rollout; the parameters frozen, as a planner holds them): a lower
-    bound for calls of that size wherever they occur. Repeats the chain up to 10 times, or
-    fewer once `budget_s` is spent (at least 3)."""
+    cost is shared as in a rollout; the parameters frozen, as a planner holds them; under
+    autocast to `dtype` when given, as the planner's optimisation runs): a lower bound for calls
+    of that size wherever they occur. Repeats the chain up to 10 times, or fewer once `budget_s`
+    is spent (at least 3)."""
     rows, grad = key
     device = model.device
     gen = torch.Generator().manual_seed(rows)
@@ -79,7 +83,8 @@ def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0
     actions = (torch.rand(chain, rows, model.action_dim, generator=gen) * 2 - 1).to(device)
     times: list[float] = []
     spent, i = 0.0, 0
-    with frozen_parameters(model), torch.set_grad_enabled(grad):
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with frozen_parameters(model), torch.set_grad_enabled(grad), autocast:
         while len(times) < 10 and (len(times) < 3 or spent < budget_s):
             a = actions.clone().requires_grad_(True) if grad else actions
             bench.synchronize(device)
@@ -98,7 +103,7 @@ def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0
 
 
 def measure(planner: Planner, counter: CallCounter, problem: bench.Problem, repeats: int, seed: int,
-            costs: dict[tuple[int, bool, int], float], budget_s: float = 20.0) -> dict[str, Any]:
+            costs: dict[tuple[int, bool, int, str], float], budget_s: float = 20.0) -> dict[str, Any]:
     """One planner's row: its plan time (the median of up to `repeats` calls after a counted
     first one, fewer once `budget_s` is spent; the first alone when it took the whole budget),
     its counted calls and their bound."""
@@ -109,11 +114,12 @@ def measure(planner: Planner, counter: CallCounter, problem: bench.Problem, repe
     while len(times) < repeats and spent < budget_s:
         times.append(bench.run_plan(planner, problem, seed)[0])
         spent += times[-1]
-    chain = min(planner.horizon, 20)
+    chain, precision = min(planner.horizon, 20), precision_name(planner.autocast_dtype)
     for rows, grad in calls:
-        if (rows, grad, chain) not in costs:
-            costs[(rows, grad, chain)] = call_cost(planner.world_model, (rows, grad), chain)
-    cost = {key: costs[(*key, chain)] for key in calls}
+        if (rows, grad, chain, precision) not in costs:  # the bound's calls in the planner's own precision
+            costs[(rows, grad, chain, precision)] = call_cost(planner.world_model, (rows, grad), chain,
+                                                              dtype=planner.autocast_dtype)
+    cost = {key: costs[(*key, chain, precision)] for key in calls}
     bound = sum(n * cost[key] for key, n in calls.items())
     plan_s = statistics.median(times) if times else first
     parts = ", ".join(f"{n} x {'fwd+bwd' if grad else 'fwd'}({rows}) {cost[(rows, grad)] * 1e3:.3g} ms"
@@ -132,9 +138,10 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     batches = sorted(frame.batch.unique())
     fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.6), squeeze=False, sharey=True)
     for ax, batch in zip(axes[0], batches):
-        for i, (name, rows) in enumerate(frame[frame.batch == batch].groupby("planner", sort=False)):
+        several = frame.precision.nunique() > 1
+        for (name, precision), rows in frame[frame.batch == batch].groupby(["planner", "precision"], sort=False):
             rows = rows.sort_values("horizon")
-            line, = ax.plot(rows.horizon, rows.plan_s, "o-", label=name)
+            line, = ax.plot(rows.horizon, rows.plan_s, "o-", label=f"{name} {precision}" if several else name)
             ax.plot(rows.horizon, rows.bound_s, ":", color=line.get_color())
         ax.set(title=f"B = {batch}", xlabel="horizon T (model steps)", xscale="log", yscale="log")
         ax.grid(True, which="both", alpha=0.3)
@@ -157,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-dim", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3, help="timed plan() calls after the counted one (median)")
     p.add_argument("--budget", type=float, default=20.0, help="seconds of plan() calls per cell before repeats stop")
+    p.add_argument("--precisions", type=bench.choice_list(list(PRECISIONS), "precision"), default=["fp32"],
+                   help="comma-separated: each planner in each (the run's `precision` knob; auto: bf16 for the "
+                        "samplers on a CPU with native bf16)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -178,14 +188,16 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                     hidden_dim=args.hidden_dim, residual_scale=0.1, action_gain=10.0, compile=None)
     model = bench.build_model("mlp", model_args, device)
     counter = CallCounter(model)
-    costs: dict[tuple[int, bool, int], float] = {}
-    cells = [(b, t, name) for b in args.batches for t in args.horizons for name in args.planners]
+    costs: dict[tuple[int, bool, int, str], float] = {}
+    cells = [(b, t, name, precision) for b in args.batches for t in args.horizons for name in args.planners
+             for precision in args.precisions]
     rows = []
-    for batch, horizon, name in tqdm(cells, desc="latency", disable=args.no_progress):
+    for batch, horizon, name, precision in tqdm(cells, desc="latency", disable=args.no_progress):
         problem = bench.make_problem(model, horizon, batch, args.seed, 0.1)
         variant = bench.VARIANTS["grasp_sync" if name == "grasp" else name]
-        planner = bench.make_planner(bench.variant_node(variant, horizon), model)
-        rows.append({"planner": name, "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
+        planner = bench.make_planner(bench.variant_node(variant, horizon), model, precision)
+        rows.append({"planner": name, "precision": precision, "autocast": precision_name(planner.autocast_dtype),
+                     "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
                      "horizon": horizon, **measure(planner, counter, problem, args.repeats, args.seed, costs,
                                                    args.budget)})
         if args.out is not None:  # what is measured so far survives an interruption

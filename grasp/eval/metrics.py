@@ -20,8 +20,9 @@ RESULT_COLUMNS = [
     # the world model's held-out quality: one-step MSE, rollout RMSE, oracle success at this horizon,
     # a latent model's state readout error
     "model_val_mse", "model_val_rollout_rmse", "model_oracle_success", "model_readout_rmse",
-    # where the row came from (grasp.provenance.stamp)
-    "git_commit", "git_dirty", "versions", "device", "checkpoint_sha256",
+    # where the row came from (grasp.provenance.stamp), and the precision the planner optimised in
+    # (fp32 or bf16: what the run's `precision` gave it on this machine)
+    "git_commit", "git_dirty", "versions", "device", "checkpoint_sha256", "precision",
 ]
 #: the wall-clock columns of a results row: every other column is the same run to run on one machine
 TIMING_COLUMNS = ("plan_time", "time_to_success", "time_to_success_any_step", "plan_time_per_step")

@@ -160,6 +160,9 @@ class Planner:
 
     #: dtype the optimisation autocasts to (the run's `precision`: set by grasp.job.build_planner); None = fp32
     autocast_dtype: torch.dtype | None = None
+    #: whether the optimisation's model calls are wide batched forward passes (samples x problems
+    #: rows), which bf16 speeds up where the hardware has it: what `precision=auto` asks
+    wide_calls: bool = False
 
     def __init__(
         self,

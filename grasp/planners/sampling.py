@@ -54,6 +54,8 @@ class SamplingPlanner(Planner):
     is never lost to bad draws), score them by the true rollout cost, refit. Subclasses
     implement :meth:`refit`."""
 
+    wide_calls = True
+
     def __init__(
         self,
         world_model: WorldModel,
