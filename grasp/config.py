@@ -141,6 +141,9 @@ def check_config(cfg: DictConfig) -> None:
              compile_mode)
     precision = cfg.get("precision", "fp32")
     _require(precision in PRECISIONS, "precision", f"one of {list(PRECISIONS)}", precision)
+    threads = cfg.get("threads")
+    _require(threads is None or (isinstance(threads, int) and threads >= 1), "threads",
+             "null (as the process has them) or an integer >= 1", threads)
     wandb_mode(cfg.logger.wandb.mode)  # the config's mode, or WANDB_MODE's: a bad one fails here
     _require(isinstance(cfg.horizon, int) and cfg.horizon >= 1, "horizon", "an integer >= 1", cfg.horizon)
     _require(cfg.data.policy in DATA_POLICIES, "data.policy", f"one of {list(DATA_POLICIES)}", cfg.data.policy)

@@ -22,7 +22,7 @@ TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0}
 #: planner_data keys that decide how a round's model trains, not what its planners plan
 ROUND_TRAINING_KEYS = ("finetune_steps", "finetune_lr")
 #: run-level keys that never change a result row (where things go, how they are shown)
-KEYS_NOT_IN_RESULTS = ("progress", "logger", "paths", "resume", "stages", "hydra")
+KEYS_NOT_IN_RESULTS = ("progress", "logger", "paths", "resume", "stages", "hydra", "threads")
 #: eval keys that only choose what else is logged
 EVAL_KEYS_NOT_IN_RESULTS = ("pictures", "plan_curves", "objective_time_weight")
 

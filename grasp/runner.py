@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 from omegaconf import DictConfig
 
 from grasp import stages, tracking
@@ -19,7 +20,7 @@ from grasp.eval.protocol import Protocol
 from grasp.eval.runner import evaluate, finished_evaluation
 from grasp.job import Job, evaluation_protocol, resolve
 from grasp.loggers import WandbRun
-from grasp.utils import Stopwatch, atomic_path, seed_everything
+from grasp.utils import Stopwatch, atomic_path, seed_everything, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,28 @@ def run(cfg: DictConfig, output_dir: str | Path) -> pd.DataFrame | None:
     watch.seconds["setup"] = time.perf_counter() - started
     results = None
     try:
-        if "train" not in job.stages and "evaluate" not in job.stages:
-            with watch("collect"):
-                stages.dataset(job)
-            return None
-        with watch("world_model"):
-            model, model_metrics = stages.world_model(job, wandb_run, watch)
-            tracking.log_checkpoint(job, wandb_run)
-        if "evaluate" in job.stages:
-            results = evaluate(job, model, protocol, model_metrics, wandb_run, watch)
+        with torch_threads(job.cfg.get("threads")):
+            log.info("threads: %d torch thread(s)", torch.get_num_threads())
+            results = run_stages(job, protocol, wandb_run, watch)
     finally:
         report_timings(watch, time.perf_counter() - started, job.output_dir, wandb_run)
         wandb_run.finish()
         job.close()
     return results
+
+
+def run_stages(job: Job, protocol: Protocol | None, wandb_run: WandbRun, watch: Stopwatch) -> pd.DataFrame | None:
+    """Collect, train and evaluate, as the job's stages ask."""
+    if "train" not in job.stages and "evaluate" not in job.stages:
+        with watch("collect"):
+            stages.dataset(job)
+        return None
+    with watch("world_model"):
+        model, model_metrics = stages.world_model(job, wandb_run, watch)
+        tracking.log_checkpoint(job, wandb_run)
+    if "evaluate" in job.stages:
+        return evaluate(job, model, protocol, model_metrics, wandb_run, watch)
+    return None
 
 
 def start(cfg: DictConfig, output_dir: str | Path) -> tuple[Job, Protocol | None, pd.DataFrame | None]:

@@ -131,6 +131,7 @@ class RunConf:
     device: str = MISSING
     compile: Any = MISSING  # false or a torch.compile mode
     precision: str = MISSING
+    threads: Optional[int] = MISSING
     horizon: int = MISSING
     stages: List[str] = MISSING
     checkpoint: Optional[str] = MISSING

@@ -105,6 +105,19 @@ def compile_world_model(model: torch.nn.Module, mode: str) -> None:
     model.step = torch.compile(model.step, mode=mode, dynamic=True)
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Compute with `threads` torch threads inside the block (None: leave the count as it is),
+    and restore the count after it: a launcher's worker process runs one job after another."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -70,11 +70,13 @@ def tiny_cfg(tmp_path):
     return make
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 300):
-    """`python -m grasp.run ...` in a subprocess, as a user would launch it."""
+def run_cli(args: list[str], cwd: Path, timeout: int = 300, unset: tuple[str, ...] = ()):
+    """`python -m grasp.run ...` in a subprocess, as a user would launch it (without the
+    environment variables in `unset`)."""
     import subprocess
 
-    env = {**os.environ, "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update({"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"})
     return subprocess.run([sys.executable, "-m", "grasp.run", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

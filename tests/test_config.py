@@ -102,6 +102,7 @@ def test_pixel_presets_evaluate_on_the_suite_protocol(task):
     ("eval.objective_time_weight=-1", "eval.objective_time_weight"),
     ("compile=fast", "compile"),
     ("precision=fp8", "precision"),
+    ("threads=0", "threads"),
 ])
 def test_bad_run_values_name_the_key(override, key):
     cfg = compose_config([override])

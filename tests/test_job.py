@@ -79,6 +79,14 @@ def test_cache_keys_track_what_determines_each_artifact(monkeypatch):
     assert all(old != new for old, new in zip((data, model, protocol), keys()))
 
 
+def test_the_thread_count_is_in_no_cache_or_result_key():
+    def every_key(*overrides: str) -> tuple[str, ...]:
+        job = resolved(compose_config(list(overrides)))
+        return job.data_key, job.model_key, job.protocol_path.name, job.evaluation_key
+
+    assert every_key("threads=3") == every_key() and every_key("precision=bf16")[3] != every_key()[3]
+
+
 def test_plan_curves_put_every_curve_and_each_sync_on_the_iteration_axis():
     from grasp.models.analytic import LinearWorldModel
     from grasp.tracking import plan_curves

@@ -191,20 +191,50 @@ def test_a_requeued_submitit_job_resumes_its_evaluation(tmp_path):
 @pytest.mark.parametrize("pretrain", [True, False])
 def test_parallel_jobs_sharing_a_missing_model_find_it_trained_by_a_pretrain_job(tmp_path, pretrain):
     """Two joblib jobs need one model that is not cached: the sweeper trains it in pretrain/0 first,
-    so neither job trains (or waits on the training lock); with pretrain off one of them trains."""
+    so neither job trains (or waits on the training lock); with pretrain off one of them trains.
+    With no thread count fixed (no OMP_NUM_THREADS), the lone pretrain job computes on every core
+    and the two jobs after it on half of them each, as joblib sizes its two workers."""
+    from joblib import cpu_count
+
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "launcher=joblib",
-                    "planner=cem,gd", f"hydra.sweeper.pretrain={str(pretrain).lower()}"], cwd=REPO_ROOT, timeout=600)
+                    "planner=cem,gd", f"hydra.sweeper.pretrain={str(pretrain).lower()}"], cwd=REPO_ROOT, timeout=600,
+                   unset=("OMP_NUM_THREADS",))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = [(sweep / str(job) / "run.log").read_text() for job in (0, 1)]
     trained = ["train: wrote" in log for log in logs]
+    assert all(f"threads: {max(cpu_count() // 2, 1)} torch thread(s)" in log for log in logs)
     if pretrain:
-        assert "train: wrote" in (sweep / "pretrain" / "0" / "run.log").read_text()
+        pretrain_log = (sweep / "pretrain" / "0" / "run.log").read_text()
+        assert "train: wrote" in pretrain_log and f"threads: {cpu_count()} torch thread(s)" in pretrain_log
         assert trained == [False, False] and all("reusing cached world model" in log for log in logs)
         assert not (sweep / "pretrain" / "0" / "results.csv").exists()
     else:
         assert not (sweep / "pretrain").exists() and sum(trained) == 1
     assert len(pd.read_csv(sweep / "results.csv")) == 4
+
+
+@pytest.mark.parametrize("shared, fixed, n_jobs, expected", [
+    (1, {}, 2, "all"),  # one model, two workers: it gets every core
+    (2, {}, 2, None),  # as many models as workers: joblib's own share is right
+    (1, {"OMP_NUM_THREADS": "1"}, 2, None),  # the user fixed the count
+    (1, {"threads": 1}, 2, None),
+    (1, {}, 1, None),  # one worker already has every core
+])
+def test_pretrain_jobs_share_the_cores_a_joblib_batch_would_leave_idle(monkeypatch, shared, fixed, n_jobs, expected):
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    from joblib import cpu_count
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.grasp_sweeper.grasp_sweeper import PreflightSweeper
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if "OMP_NUM_THREADS" in fixed:
+        monkeypatch.setenv("OMP_NUM_THREADS", fixed["OMP_NUM_THREADS"])
+    sweeper = PreflightSweeper()
+    sweeper.launcher, sweeper.config = JoblibLauncher(n_jobs=n_jobs), OmegaConf.create({"threads": fixed.get("threads")})
+    jobs = [[f"planner={name}"] for name in ("cem", "gd")[:shared]]
+    assert sweeper._pretrain_threads(jobs) == (cpu_count() if expected == "all" else expected)
 
 
 def test_optuna_trials_run_in_parallel_jobs_on_one_persistent_study(tmp_path):

@@ -12,7 +12,8 @@ them all, and all but one would wait on the training lock, holding their cores o
 allocation for the whole training. So the sweeper launches one `stages=[collect,train]` job per
 missing shared model first (in the sweep folder's `pretrain/<n>/`, in parallel across models),
 then the batch, whose jobs all find their model cached. `hydra.sweeper.pretrain=false` turns
-this off.
+this off. Under launcher=joblib, fewer pretrain jobs than its n_jobs share the machine's cores
+among themselves (`threads=`), where joblib would give each the share of one of n_jobs workers.
 
 It is `hydra/sweeper: preflight`, the default (conf/hydra/default.yaml); hparams_search presets
 swap in Optuna's sweeper, whose jobs are sampled one trial at a time. It lives in the
@@ -21,6 +22,7 @@ swap in Optuna's sweeper, whose jobs are sampled one trial at a time. It lives i
 
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -65,13 +67,32 @@ class PreflightSweeper(BasicSweeper):
         if not shared:
             return
         first = self._pretrained
+        threads = self._pretrain_threads(shared)
         pretrain = [[*(o for o in overrides if not o.startswith("stages=")), "stages=[collect,train]",
-                     f"hydra.sweep.subdir=pretrain/{first + n}"] for n, overrides in enumerate(shared)]
+                     *([f"threads={threads}"] if threads else []), f"hydra.sweep.subdir=pretrain/{first + n}"]
+                    for n, overrides in enumerate(shared)]
         self._pretrained += len(pretrain)
         log.info("sweep: training %d shared world model(s) first, in %s/pretrain/", len(pretrain),
                  self.config.hydra.sweep.dir)
         for result in self.launcher.launch(pretrain, initial_job_idx=first):
             _ = result.return_value  # a failed training stops the sweep here, before the batch
+
+    def _pretrain_threads(self, shared: list[Sequence[str]]) -> int | None:
+        """Torch threads of each pretrain job when joblib runs fewer of them than its n_jobs: its
+        workers get cpu_count // n_jobs threads each, sized for a full batch, which would leave
+        cores idle while the shared models train. None (leave the count) under other launchers,
+        whose jobs have allocations of their own, and when the user fixed the count
+        (OMP_NUM_THREADS, or threads=)."""
+        settings = getattr(self.launcher, "joblib", None)
+        if settings is None or "OMP_NUM_THREADS" in os.environ or self.config.get("threads") is not None \
+                or any(o.startswith("threads=") for overrides in shared for o in overrides):
+            return None
+        from joblib import cpu_count, effective_n_jobs
+
+        workers = effective_n_jobs(settings.get("n_jobs"))
+        if len(shared) >= workers:
+            return None
+        return max(cpu_count() // len(shared), 1)
 
     def _check_every_job(self, batch: Sequence[Sequence[str]]) -> dict[Path, list[Sequence[str]]]:
         """Resolve every job (a bad one stops the sweep); return, per world model that is not cached
