@@ -78,6 +78,8 @@ LEVERS: dict[str, list[str]] = {
                                                   "train.lr=2e-3", "train.ema=0.999"],
     "data20x_rollout8_frame_20k_lr2e-3_wide384": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
                                                   "train.lr=2e-3", "world_model.hidden_dim=384"],
+    "data20x_rollout8_frame_20k_lr2e-3_wide512": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
+                                                  "train.lr=2e-3", "world_model.hidden_dim=512"],
 }
 
 
