@@ -19,6 +19,8 @@ TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
 #: train keys added after models were cached: hashed only when set away from this value, which
 #: trains what the code before them trained, so the caches of earlier runs stay valid
 TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0}
+#: world_model keys added after models were cached, hashed only when set away from this value
+MODEL_KEYS_HASHED_WHEN_SET = {"state_loss_weights": None}
 #: planner_data keys that decide how a round's model trains, not what its planners plan
 ROUND_TRAINING_KEYS = ("finetune_steps", "finetune_lr")
 #: run-level keys that never change a result row (where things go, how they are shown)
@@ -67,8 +69,14 @@ def hashed_train(cfg: DictConfig) -> dict[str, Any]:
             if k not in TRAIN_KEYS_NOT_HASHED and not (k in TRAIN_KEYS_HASHED_WHEN_SET and v == TRAIN_KEYS_HASHED_WHEN_SET[k])}
 
 
+def hashed_world_model(cfg: DictConfig) -> dict[str, Any]:
+    model = OmegaConf.to_container(cfg.world_model, resolve=True)
+    return {k: v for k, v in model.items()
+            if not (k in MODEL_KEYS_HASHED_WHEN_SET and v == MODEL_KEYS_HASHED_WHEN_SET[k])}
+
+
 def model_key(cfg: DictConfig, data: str) -> str:
-    return config_hash(data, cfg.data.val_fraction, cfg.world_model, hashed_train(cfg))
+    return config_hash(data, cfg.data.val_fraction, hashed_world_model(cfg), hashed_train(cfg))
 
 
 def planner_round_keys(cfg: DictConfig, model: str,
@@ -112,5 +120,5 @@ def evaluation_key(cfg: DictConfig, planner: str, variant: str) -> str:
     elif not plain["planner_data"]["finetune_steps"]:  # from scratch: the keys of runs from before fine-tuning
         for key in ROUND_TRAINING_KEYS:
             plain["planner_data"].pop(key)
-    plain["train"] = hashed_train(cfg)
+    plain["train"], plain["world_model"] = hashed_train(cfg), hashed_world_model(cfg)
     return config_hash(plain, planner, variant)

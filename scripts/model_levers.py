@@ -45,6 +45,8 @@ HELD_OUT = {"episodes": 200, "episode_len": 16, "seed": 424242}
 HORIZONS = (8, 12, 16)
 FRAME = "world_model.frame={_target_:grasp.envs.pusht_frame.BlockFrame}"
 SELECT = ["train.select=best", "train.rollout_len=16"]
+#: Push-T's block angle (cos, sin: state entries 4 and 5) weighted x4 in the training loss
+ANGLE4 = "[1,1,1,1,4,4,1,1,1,1,1]"
 #: world_model=mlp_pusht's structure on 10x the data: the base of the preset's levers
 PUSHT_MODEL = ["data.episodes=10000", "world_model.pred_steps=8", FRAME]
 LEVERS: dict[str, list[str]] = {
@@ -80,6 +82,8 @@ LEVERS: dict[str, list[str]] = {
                                                   "train.lr=2e-3", "world_model.hidden_dim=384"],
     "data20x_rollout8_frame_20k_lr2e-3_wide512": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
                                                   "train.lr=2e-3", "world_model.hidden_dim=512"],
+    "data20x_rollout8_frame_20k_lr2e-3_angle4": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
+                                                 "train.lr=2e-3", f"world_model.state_loss_weights={ANGLE4}"],
 }
 
 

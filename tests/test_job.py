@@ -72,7 +72,8 @@ def test_cache_keys_track_what_determines_each_artifact(monkeypatch):
     assert keys("planner=cem", "eval.episodes=3", "train.steps=7")[0] == data
     assert keys("data.episodes=70")[0] != data and keys("env.door_width=0.4")[0] != data
     assert keys("planner=gd", "seed=4")[1] == model
-    assert all(keys(o)[1] != model for o in ("train.steps=7", "world_model.depth=2", "data.seed=3"))
+    assert all(keys(o)[1] != model for o in ("train.steps=7", "world_model.depth=2", "data.seed=3",
+                                             "world_model.state_loss_weights=[1,1,2,2]"))
     assert keys("eval.episodes=3")[2] != protocol and keys("planner=cem", "train.steps=7")[2] == protocol
     # a new version of a task's code (state layout, dynamics): new dataset, model and start/goal pairs
     monkeypatch.setattr(WallTask, "version", WallTask.version + 1)

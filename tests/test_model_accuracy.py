@@ -58,6 +58,29 @@ def test_mlp_rollout_loss_is_the_weighted_sum_of_hand_unrolled_step_losses(frame
     assert model.net[0].weight.grad.abs().sum() > 0
 
 
+def test_state_loss_weights_weigh_each_entrys_error_and_default_to_one():
+    torch.manual_seed(0)
+    weights = [1.0, 1.0, 4.0, 0.0]  # scaled to mean 1: [2/3, 2/3, 8/3, 0]
+    plain, weighted = (MLPWorldModel(4, 2, hidden_dim=16, depth=1, pred_steps=2, state_loss_weights=w)
+                       for w in (None, weights))
+    weighted.load_state_dict(plain.state_dict())
+    obs, actions = _windows(plain, torch.Generator().manual_seed(3), steps=2)
+    for model in (plain, weighted):
+        model.prepare(obs, actions)
+    losses = [model.training_loss(obs, actions)[0] for model in (plain, weighted)]
+    scale = torch.tensor(weights) * 4 / sum(weights)
+    state, expected, unweighted = plain.encode(obs[:, 0]), 0.0, 0.0
+    for k in range(2):  # by hand: every entry's squared standardised error, times its weight
+        state = plain.advance(state, actions[:, k])
+        error = ((state - plain.encode(obs[:, k + 1])) / plain.delta_std) ** 2
+        expected, unweighted = expected + torch.mean(error * scale) / 2, unweighted + torch.mean(error) / 2
+    assert torch.allclose(losses[1], expected, rtol=1e-5) and torch.allclose(losses[0], unweighted, rtol=1e-5)
+    assert not torch.allclose(losses[0], losses[1])
+    for bad in ([1.0, 1.0], [1.0, -1.0, 1.0, 1.0], [0.0] * 4):
+        with pytest.raises(ValueError, match="state_loss_weights"):
+            MLPWorldModel(4, 2, state_loss_weights=bad)
+
+
 def test_one_step_loss_is_the_standardised_residual_error():
     torch.manual_seed(0)
     model = MLPWorldModel(4, 2, hidden_dim=16, depth=1)

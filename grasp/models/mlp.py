@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -32,13 +34,14 @@ class MLPWorldModel(WorldModel):
 
     Predicting a standardised residual keeps the network's targets O(1) whatever the task's
     units, and makes the identity (no motion) the easy default. Trained on open-loop rollouts of
-    `pred_steps` steps (grasp.models.losses), one step by default.
+    `pred_steps` steps (grasp.models.losses), one step by default; `state_loss_weights` weighs
+    each state entry's error (a task's success may look at a few entries only).
     """
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 256, depth: int = 3,
                  activation: str = "silu", state_margin: float | None = 0.5, pred_steps: int = 1,
                  rollout_discount: float = 1.0, norm: str = "none", frame: StateFrame | None = None,
-                 substeps: int = 1) -> None:
+                 substeps: int = 1, state_loss_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"world_model.activation={activation!r}: allowed {sorted(ACTIVATIONS)}")
@@ -54,6 +57,14 @@ class MLPWorldModel(WorldModel):
         if not (isinstance(substeps, int) and substeps >= 1 and action_dim % substeps == 0):
             raise ValueError(f"world_model.substeps={substeps!r}: allowed an integer >= 1 that splits the "
                              f"{action_dim}-D action into equal pieces (one stacked env action each)")
+        weights = torch.ones(state_dim) if state_loss_weights is None else torch.as_tensor(
+            list(state_loss_weights), dtype=torch.float32)
+        if weights.shape != (state_dim,) or not bool((weights >= 0).all()) or not float(weights.sum()) > 0:
+            raise ValueError(f"world_model.state_loss_weights={state_loss_weights!r}: allowed null or {state_dim} "
+                             f"weights >= 0, not all 0 (one per state entry)")
+        # the training loss divides each entry's error by its residual std over sqrt(weight), so a
+        # weight w counts that entry's squared error w times (weights scaled to mean 1, the lr's scale)
+        self.register_buffer("loss_weights", weights * state_dim / weights.sum(), persistent=False)
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
         # a stacked action splits into one piece per sub-step
         self.substeps = int(substeps)
@@ -86,7 +97,7 @@ class MLPWorldModel(WorldModel):
         with torch.no_grad():
             states = self.encode(obs)
         loss, per_step = rollout_loss(self.advance, states[:, 0], actions, states[:, 1:], self.step_weights,
-                                      scale=self.delta_std)
+                                      scale=self.delta_std / self.loss_weights.sqrt())
         return loss, ({f"rollout{len(per_step)}_step_mse": per_step[-1]} if len(per_step) > 1 else {})
 
     @torch.no_grad()
