@@ -13,6 +13,7 @@ levers already in the file).
     OMP_NUM_THREADS=1 .venv/bin/python scripts/model_levers.py --actions stacked5 \
         --out docs/world_models/pusht_stacked_simulator.csv --sensitivity 0,1e-5,1e-4,1e-3,1e-2
     .venv/bin/python scripts/model_levers.py --list
+    .venv/bin/python scripts/model_levers.py --actions stacked5 --misses outputs/cache/checkpoints/pusht/<key>.pt
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from omegaconf import OmegaConf
 
 from grasp import stages
 from grasp.config import compose
-from grasp.eval.oracle import oracle_key, oracle_success
+from grasp.envs.pusht_geometry import PX
+from grasp.eval.oracle import oracle_key, oracle_predictions, oracle_success
 from grasp.job import resolve
 from grasp.loggers import WandbRun
 from grasp.train.dataset import TrajectoryDataset, collect
+from grasp.train.trainer import load_checkpoint
 from grasp.utils import Stopwatch, seed_everything
 
 #: the plain MLP (world_model=mlp) on the Table 1 preset's data and training; levers change it
@@ -125,6 +128,36 @@ def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
         job.close()
 
 
+def misses(checkpoint: Path, actions: str, root: Path) -> list[dict]:
+    """Which error fails a model's oracle on the fixed set: the share of moved trajectories that
+    pass, fail on the block's angle alone, on its position alone or on both, and the median errors
+    (px, degrees) at each horizon."""
+    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
+    job = resolve(cfg)
+    try:
+        task = job.task
+        model = load_checkpoint(checkpoint, torch.device("cpu"), expect_env=task.name)[0]
+        data = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{actions}.npz")
+        return [{"env_steps": horizon * task.env_steps_per_model_step, **miss_split(task, *pair)}
+                for horizon, pair in oracle_predictions(model, data, task.success, HORIZONS).items()
+                if pair is not None]
+    finally:
+        job.close()
+
+
+def miss_split(task, predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Block-pose states (N, D) against the true ones: % passing the success rule, failing on the
+    angle alone, on the position alone and on both; median errors in px and degrees."""
+    pos, angle = task.pose_errors(predicted, truth)
+    pos_ok, angle_ok = pos < task.success_pos, angle < task.success_angle
+    return {"trajectories": len(pos),
+            **{name: round(100 * float(np.mean(hit)), 1) for name, hit in (
+                ("pass_%", pos_ok & angle_ok), ("angle_only_%", pos_ok & ~angle_ok),
+                ("position_only_%", ~pos_ok & angle_ok), ("both_%", ~pos_ok & ~angle_ok))},
+            "median_position_px": round(float(np.median(pos)) * PX, 1),
+            "median_angle_deg": round(float(np.degrees(np.median(angle))), 1)}
+
+
 def sensitivity(actions: str, root: Path, noises: list[float]) -> list[dict]:
     """The simulator as a model: the held-out actions replayed from starts whose pusher and block
     positions are moved by N(0, noise^2) units. Its oracle success is the ceiling of any model
@@ -161,12 +194,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="the CSV to append rows to")
     parser.add_argument("--root", type=Path, default=Path("outputs"), help="paths.root_dir of the runs (caches)")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--misses", type=Path, default=None, metavar="CHECKPOINT",
+                        help="print which error (angle, position) fails this Push-T model's oracle instead")
     parser.add_argument("--sensitivity", default=None,
                         help="comma-separated noises (units): measure the simulator's own ceiling instead of levers")
     args = parser.parse_args()
     if args.list:
         for name, overrides in LEVERS.items():
             print(f"{name:28s} {' '.join(overrides) or '(the plain MLP)'}")
+        return
+    if args.misses is not None:
+        torch.set_num_threads(1)
+        print(pd.DataFrame(misses(args.misses, args.actions, args.root.resolve())).to_string(index=False))
         return
     unknown = [n for n in args.levers.split(",") if n not in LEVERS]
     if unknown or args.out is None:

@@ -36,20 +36,21 @@ def oracle_key(horizon: int) -> str:
 
 
 @torch.no_grad()
-def oracle_success(model: WorldModel, val: TrajectoryDataset, success: SuccessRule,
-                   horizons: Iterable[int]) -> dict[str, float]:
-    """{val/oracle_success@H: fraction} for each horizon H (model steps) the held-out episodes
-    are long enough for; NaN for a model with no readout of the task state, and for an H longer
-    than the episodes or with no usable trajectory."""
+def oracle_predictions(model: WorldModel, val: TrajectoryDataset, success: SuccessRule,
+                       horizons: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray] | None]:
+    """{H: (predicted, true)} task states (N, D) at H model steps of the held-out trajectories
+    rolled out in the model with their real actions, keeping the trajectories whose start does not
+    already meet their end; None for an H longer than the episodes, for a model with no readout
+    of the task state, or when no trajectory moved."""
     was_training = model.training
     model.eval()
     try:
         episodes = Episodes(model, val)
         index = torch.arange(episodes.episodes, device=episodes.states.device)
         start = model.encode(episodes.observations(index, torch.zeros_like(index)).float())
-        metrics = {}
+        pairs: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
         for horizon in sorted(set(int(h) for h in horizons)):
-            metrics[oracle_key(horizon)] = float("nan")
+            pairs[horizon] = None
             if horizon > episodes.length:
                 log.warning("oracle: horizon %d exceeds the held-out episodes' %d model steps; "
                             "raise data.episode_len to measure it", horizon, episodes.length)
@@ -60,11 +61,20 @@ def oracle_success(model: WorldModel, val: TrajectoryDataset, success: SuccessRu
             truth = val.states[:, horizon].astype(np.float64)
             moved = ~np.asarray(success(val.states[:, 0].astype(np.float64), truth), dtype=bool)
             if moved.any():
-                hits = np.asarray(success(predicted.cpu().numpy().astype(np.float64), truth), dtype=bool)
-                metrics[oracle_key(horizon)] = float(hits[moved].mean())
-        return metrics
+                pairs[horizon] = predicted.cpu().numpy().astype(np.float64)[moved], truth[moved]
+        return pairs
     finally:
         model.train(was_training)
+
+
+def oracle_success(model: WorldModel, val: TrajectoryDataset, success: SuccessRule,
+                   horizons: Iterable[int]) -> dict[str, float]:
+    """{val/oracle_success@H: fraction} for each horizon H (model steps) the held-out episodes
+    are long enough for; NaN for a model with no readout of the task state, and for an H longer
+    than the episodes or with no usable trajectory."""
+    return {oracle_key(horizon): float("nan") if pair is None else
+            float(np.asarray(success(*pair), dtype=bool).mean())
+            for horizon, pair in oracle_predictions(model, val, success, horizons).items()}
 
 
 @torch.no_grad()
