@@ -52,6 +52,8 @@ SELECT = ["train.select=best", "train.rollout_len=16"]
 ANGLE4 = "[1,1,1,1,4,4,1,1,1,1,1]"
 #: world_model=mlp_pusht's structure on 10x the data: the base of the preset's levers
 PUSHT_MODEL = ["data.episodes=10000", "world_model.pred_steps=8", FRAME]
+#: the 20000-episode levers' base: 20000 episodes, 20000 steps at lr 2e-3 (the preset's data and training)
+PRESET_DATA20X = [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000", "train.lr=2e-3"]
 LEVERS: dict[str, list[str]] = {
     "baseline": [],
     "preset": ["world_model=mlp_pusht"],  # the Push-T presets' model, at the base's 8000 steps
@@ -76,17 +78,12 @@ LEVERS: dict[str, list[str]] = {
     "data10x_rollout8_frame_20k_lr2e-3": [*PUSHT_MODEL, "train.steps=20000", "train.lr=2e-3"],
     "data10x_rollout8_frame_20k_lr3e-3": [*PUSHT_MODEL, "train.steps=20000", "train.lr=3e-3"],
     "data10x_rollout8_frame_30k_lr2e-3": [*PUSHT_MODEL, "train.steps=30000", "train.lr=2e-3"],
-    "data20x_rollout8_frame_20k_lr2e-3": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000", "train.lr=2e-3"],
-    "data20x_rollout8_frame_20k_lr2e-3_batch512": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
-                                                   "train.lr=2e-3", "train.batch_size=512"],
-    "data20x_rollout8_frame_20k_lr2e-3_ema0.999": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
-                                                  "train.lr=2e-3", "train.ema=0.999"],
-    "data20x_rollout8_frame_20k_lr2e-3_wide384": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
-                                                  "train.lr=2e-3", "world_model.hidden_dim=384"],
-    "data20x_rollout8_frame_20k_lr2e-3_wide512": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
-                                                  "train.lr=2e-3", "world_model.hidden_dim=512"],
-    "data20x_rollout8_frame_20k_lr2e-3_angle4": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=20000",
-                                                 "train.lr=2e-3", f"world_model.state_loss_weights={ANGLE4}"],
+    "data20x_rollout8_frame_20k_lr2e-3": PRESET_DATA20X,
+    "data20x_rollout8_frame_20k_lr2e-3_batch512": [*PRESET_DATA20X, "train.batch_size=512"],
+    "data20x_rollout8_frame_20k_lr2e-3_ema0.999": [*PRESET_DATA20X, "train.ema=0.999"],
+    "data20x_rollout8_frame_20k_lr2e-3_wide384": [*PRESET_DATA20X, "world_model.hidden_dim=384"],
+    "data20x_rollout8_frame_20k_lr2e-3_wide512": [*PRESET_DATA20X, "world_model.hidden_dim=512"],
+    "data20x_rollout8_frame_20k_lr2e-3_angle4": [*PRESET_DATA20X, f"world_model.state_loss_weights={ANGLE4}"],
 }
 
 
