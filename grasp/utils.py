@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -64,9 +65,11 @@ PRECISIONS = (*AUTOCAST_DTYPES, "auto")
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
+@functools.lru_cache(maxsize=None)
 def native_bf16_cpu(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
     """Whether this machine's CPU multiplies bf16 matrices in hardware, read from the flags of
-    `cpuinfo` (false where the file is missing: bf16 emulated in software is slower than fp32)."""
+    `cpuinfo` once per process (false where the file is missing: bf16 emulated in software is
+    slower than fp32)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
