@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from grasp.errors import ConfigError
 from grasp.loggers import wandb_mode
 from grasp.schema import check_sections, register
-from grasp.utils import PRECISIONS, is_device_name
+from grasp.utils import AUTOCAST_DTYPES, PRECISIONS, is_device_name
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: a source checkout's root (pyproject.toml and conf/ beside the package); None once installed
@@ -178,6 +178,8 @@ def check_config(cfg: DictConfig) -> None:
     ema = cfg.train.get("ema", 0.0)
     _require(isinstance(ema, (int, float)) and 0.0 <= ema < 1.0, "train.ema",
              "a number in [0, 1) (0 = keep the last weights)", ema)
+    train_precision = cfg.train.get("precision", "fp32")
+    _require(train_precision in AUTOCAST_DTYPES, "train.precision", f"one of {list(AUTOCAST_DTYPES)}", train_precision)
     _require(cfg.train.lr > 0, "train.lr", "a number > 0", cfg.train.lr)
     _require(cfg.eval.replan_every <= cfg.horizon, "eval.replan_every", f"at most horizon ({cfg.horizon})",
              cfg.eval.replan_every)

@@ -18,7 +18,7 @@ from grasp.train.dataset import FRAME_STYLE
 TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
 #: train keys added after models were cached: hashed only when set away from this value, which
 #: trains what the code before them trained, so the caches of earlier runs stay valid
-TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0}
+TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0, "precision": "fp32"}
 #: world_model keys added after models were cached, hashed only when set away from this value
 MODEL_KEYS_HASHED_WHEN_SET = {"state_loss_weights": None}
 #: planner_data keys that decide how a round's model trains, not what its planners plan

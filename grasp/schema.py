@@ -60,6 +60,7 @@ class TrainConf:
     select: str = MISSING
     patience: int = MISSING
     ema: float = MISSING
+    precision: str = MISSING
     oracle_horizons: Optional[List[int]] = MISSING
     seed: int = MISSING
 

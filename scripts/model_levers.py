@@ -84,6 +84,8 @@ LEVERS: dict[str, list[str]] = {
     "data20x_rollout8_frame_20k_lr2e-3_wide384": [*PRESET_DATA20X, "world_model.hidden_dim=384"],
     "data20x_rollout8_frame_20k_lr2e-3_wide512": [*PRESET_DATA20X, "world_model.hidden_dim=512"],
     "data20x_rollout8_frame_20k_lr2e-3_angle4": [*PRESET_DATA20X, f"world_model.state_loss_weights={ANGLE4}"],
+    "data20x_rollout8_frame_20k_lr2e-3_wide512_bf16": [*PRESET_DATA20X, "world_model.hidden_dim=512", "train.precision=bf16"],
+    "data20x_rollout8_frame_20k_lr2e-3_wide640_bf16": [*PRESET_DATA20X, "world_model.hidden_dim=640", "train.precision=bf16"],
 }
 
 

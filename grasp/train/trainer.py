@@ -20,7 +20,7 @@ from grasp.config import NONFINITE_POLICIES
 from grasp.errors import ConfigError
 from grasp.models.base import WorldModel
 from grasp.train.dataset import TrajectoryDataset
-from grasp.utils import atomic_path
+from grasp.utils import AUTOCAST_DTYPES, atomic_path, native_bf16_cpu
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,19 @@ def _gradients_finite(model: torch.nn.Module) -> torch.Tensor:
     """One device-side flag: every gradient entry finite."""
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     return torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(True)
+
+
+def training_autocast(precision: str, device: torch.device):
+    """The training loss's autocast for train.precision: bf16 runs the forward pass's matmuls in
+    bfloat16 while the weights, the optimiser and validation stay fp32 (torch.autocast)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"train.precision={precision!r}: allowed {list(AUTOCAST_DTYPES)}")
+    dtype = AUTOCAST_DTYPES[precision]
+    if dtype is None:
+        return nullcontext()
+    if device.type == "cpu" and not native_bf16_cpu():
+        log.warning("train: train.precision=%s on a CPU without native bf16: emulated, slower than fp32", precision)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def build_world_model(model_cfg: DictConfig | dict, state_dim: int, action_dim: int) -> WorldModel:
@@ -298,9 +311,11 @@ def train_world_model(model: WorldModel, data: TrajectoryDataset, train_cfg: Dic
     bar = tqdm(range(first, steps + 1), desc="train", unit="step", disable=not progress, mininterval=1.0,
                initial=first - 1, total=steps)
     batches = BatchIndices(episodes, int(train_cfg.batch_size), generator, checkpoint_every if resume_path else 0)
+    autocast = training_autocast(str(train_cfg.get("precision", "fp32")), device)
     for step in bar:
         obs, actions = episodes.windows_at(batches.next(step))
-        loss, parts = model.training_loss(obs, actions)
+        with autocast:
+            loss, parts = model.training_loss(obs, actions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         # skip checks every batch (one host sync a step); stop checks at validation and before saving
