@@ -20,7 +20,7 @@ from grasp.errors import ConfigError
 from grasp.eval.protocol import Protocol, load_or_make_protocol
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner
-from grasp.utils import autocast_dtype, resolve_device, use_device
+from grasp.utils import resolve_device, use_device
 
 log = logging.getLogger(__name__)
 
@@ -243,5 +243,5 @@ def build_planner(job: Job, world_model: WorldModel, node: DictConfig | None = N
     if job.frame_size is not None and cfg.eval.get("pictures", 0) and node.get("snapshots") == 0:
         kwargs["snapshots"] = PLAN_STRIP_ROWS
     planner = planners.build(node, world_model, **kwargs)
-    planner.autocast_dtype = autocast_dtype(cfg.get("precision", "fp32"), job.device, planner.wide_calls)
+    planner.use_precision(cfg.get("precision", "fp32"))
     return planner

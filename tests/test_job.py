@@ -35,6 +35,8 @@ def test_the_runs_precision_reaches_each_planner(planner, precision):
     built = planner_of(f"planner={planner}", f"precision={precision}", "device=cpu")[1]
     bf16 = precision == "bf16" or (precision == "auto" and planner == "cem" and native_bf16_cpu())
     assert built.autocast_dtype == (torch.bfloat16 if bf16 else None)
+    lifted_bf16 = planner == "grasp_mpc" and precision == "auto" and native_bf16_cpu()
+    assert built.precision == ("bf16 lifted, fp32 sync" if lifted_bf16 else "bf16" if bf16 else "fp32")
 
 
 def test_explicit_state_weights_are_kept():

@@ -15,11 +15,11 @@ TINY = argparse.Namespace(seed=0, depth=None, state_dim=3, action_dim=2, hidden_
                           action_gain=10.0, compile=None)
 
 
-def counted_calls(config: str, horizon: int, batch: int, **knobs) -> dict:
+def counted_calls(config: str, horizon: int, batch: int, precision: str = "fp32", **knobs) -> dict:
     model = bench.build_model("mlp", TINY, bench.resolve_device("cpu"))
     counter = latency.CallCounter(model)
     node = bench.planners.planner_config(config, horizon=horizon, **knobs)
-    planner = bench.make_planner(node, model)
+    planner = bench.make_planner(node, model, precision)
     problem = bench.make_problem(model, horizon, batch, 0, 0.1)
     with counter:
         bench.run_plan(planner, problem, 0)
@@ -29,18 +29,27 @@ def counted_calls(config: str, horizon: int, batch: int, **knobs) -> dict:
 def test_cem_makes_iterations_x_horizon_serial_calls_over_every_sample():
     calls = counted_calls("cem", horizon=5, batch=2, iterations=3, samples=8, elites=2)
     # 3 iterations x 5 steps over 2 x 8 sample rows, then plan()'s final rollout of the 2 plans
-    assert calls == {(16, False): 15, (2, False): 5}
+    assert calls == {(16, False, "fp32"): 15, (2, False, "fp32"): 5}
 
 
 def test_grasp_makes_one_lifted_call_per_iteration_and_the_syncs_serial_ones():
     calls = counted_calls("grasp", horizon=5, batch=2, iterations=4, sync_every=2, sync_steps=3)
     # lifted: 4 calls over 2 x 5 (state, action) pairs with grad; 2 syncs of 3 shooting steps
     # (5 serial calls with grad each) and a last scoring pass; plan()'s final rollout
-    assert calls == {(10, True): 4, (2, True): 2 * 3 * 5, (2, False): 2 * 5 + 5}
+    assert calls == {(10, True, "fp32"): 4, (2, True, "fp32"): 2 * 3 * 5, (2, False, "fp32"): 2 * 5 + 5}
+
+
+def test_each_call_is_counted_in_the_precision_it_ran_in(monkeypatch):
+    monkeypatch.setattr("grasp.utils.native_bf16_cpu", lambda: True)
+    calls = counted_calls("grasp", horizon=5, batch=2, precision="auto", iterations=4, sync_every=2, sync_steps=3)
+    # auto on a CPU with native bf16: the lifted calls in bf16, the sync's serial ones and the final rollout in fp32
+    assert calls == {(10, True, "bf16"): 4, (2, True, "fp32"): 2 * 3 * 5, (2, False, "fp32"): 2 * 5 + 5}
+    assert set(counted_calls("cem", horizon=3, batch=2, precision="auto", iterations=2, samples=8, elites=2)) == {
+        (16, False, "bf16"), (2, False, "fp32")}
 
 
 def test_gd_counts_and_the_written_table(tmp_path):
-    assert counted_calls("gd", horizon=4, batch=3, iterations=5) == {(3, True): 20, (3, False): 8}
+    assert counted_calls("gd", horizon=4, batch=3, iterations=5) == {(3, True, "fp32"): 20, (3, False, "fp32"): 8}
     frame = latency.main(["--planners", "gd,cem", "--horizons", "3,4", "--batches", "2", "--hidden-dim", "16",
                           "--repeats", "1", "--device", "cpu", "--out", str(tmp_path)])
     written = pd.read_csv(tmp_path / "latency_bound.csv")

@@ -63,6 +63,24 @@ def test_auto_precision_is_bf16_for_samplers_on_a_native_bf16_cpu_only(name, wid
         autocast_dtype("fp16", cpu, wide)
 
 
+@pytest.mark.parametrize("name, label", [("grasp", "bf16 lifted, fp32 sync"), ("latco", "bf16 lifted")])
+def test_auto_runs_grasps_lifted_iterations_in_bf16_and_the_serial_calls_in_fp32(monkeypatch, name, label):
+    monkeypatch.setattr("grasp.utils.native_bf16_cpu", lambda: True)
+    model, seen = tiny_model(), []
+    model.net.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
+    planner = build(name, model, horizon=5, iterations=4, **(dict(sync_every=2, sync_steps=2) if name == "grasp" else {}))
+    planner.use_precision("auto")
+    assert planner.precision == label
+    planner.plan(torch.zeros(2, 3), torch.ones(2, 3), generator=gen(0))
+    lifted = [dtype for rows, dtype in seen if rows == 2 * 5]  # one call over every (problem, time) pair
+    serial = [dtype for rows, dtype in seen if rows == 2]  # the sync's shooting steps and the final rollout
+    assert lifted == [torch.bfloat16] * 4 and serial and set(serial) == {torch.float32}
+    planner.use_precision("fp32")
+    assert planner.precision == "fp32" and planner.lifted_dtype is None
+    planner.use_precision("bf16")
+    assert planner.precision == "bf16" and planner.lifted_dtype == torch.bfloat16
+
+
 def test_compiled_step_matches_the_eager_step_and_plans_alike():
     eager, compiled = tiny_model(), tiny_model()
     compile_world_model(compiled, "default")

@@ -45,7 +45,7 @@ from grasp.models.mlp import MLPWorldModel
 from grasp.models.pixel import PixelWorldModel
 from grasp import planners
 from grasp.planners.base import Planner, PlanResult
-from grasp.utils import PRECISIONS, autocast_dtype, compile_world_model, resolve_device, use_device
+from grasp.utils import PRECISIONS, compile_world_model, resolve_device, use_device
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ def variant_node(variant: Variant, horizon: int, samples: int | None = None, syn
 
 def make_planner(node: DictConfig, model: WorldModel, precision: str = "fp32", **knobs: Any) -> Planner:
     planner = planners.build(node, model, action_low=-1.0, action_high=1.0, **knobs)
-    planner.autocast_dtype = autocast_dtype(precision, model.device, planner.wide_calls)
+    planner.use_precision(precision)
     return planner
 
 

@@ -38,15 +38,15 @@ from tqdm import tqdm
 from grasp.cli import bench
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner, frozen_parameters
-from grasp.utils import PRECISIONS, precision_name, resolve_device, use_device
+from grasp.utils import AUTOCAST_DTYPES, PRECISIONS, precision_name, resolve_device, use_device
 
-#: (rows, records a graph) of one model call
-CallKey = tuple[int, bool]
+#: (rows, records a graph, the autocast it ran under: fp32 or bf16) of one model call
+CallKey = tuple[int, bool, str]
 DEFAULT_PLANNERS = ["grasp", "gd", "cem"]
 
 
 class CallCounter:
-    """Counts the model's `step` calls by (rows, grad enabled) while active (`with counter:`)."""
+    """Counts the model's `step` calls by (rows, grad enabled, autocast) while active (`with counter:`)."""
 
     def __init__(self, model: WorldModel) -> None:
         self.model, self.calls, self.active = model, Counter(), False
@@ -54,7 +54,7 @@ class CallCounter:
 
         def counted(state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
             if self.active:
-                self.calls[(state.numel() // state.shape[-1], torch.is_grad_enabled())] += 1
+                self.calls[(state.numel() // state.shape[-1], torch.is_grad_enabled(), running_precision(state.device))] += 1
             return inner(state, action)
 
         model.step = counted
@@ -68,15 +68,25 @@ class CallCounter:
         self.active = False
 
 
-def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0,
-              dtype: torch.dtype | None = None) -> float:
+def running_precision(device: torch.device) -> str:
+    """The precision a model call made here runs in: the autocast active on `device`, if any."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        enabled, dtype = torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type)
+    elif device.type == "cpu":
+        enabled, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    else:
+        enabled, dtype = torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+    return precision_name(dtype) if enabled else "fp32"
+
+
+def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0) -> float:
     """Median seconds of one `step` call of `rows` rows, as a call inside a serial chain of
     `chain` calls costs (one backward through the chain when `grad`, so the backward's fixed
     cost is shared as in a rollout; the parameters frozen, as a planner holds them; under
-    autocast to `dtype` when given, as the planner's optimisation runs): a lower bound for calls
-    of that size wherever they occur. Repeats the chain up to 10 times, or fewer once `budget_s`
-    is spent (at least 3)."""
-    rows, grad = key
+    autocast as the call ran): a lower bound for calls of that size wherever they occur. Repeats
+    the chain up to 10 times, or fewer once `budget_s` is spent (at least 3)."""
+    rows, grad, precision = key
+    dtype = AUTOCAST_DTYPES[precision]
     device = model.device
     gen = torch.Generator().manual_seed(rows)
     state0 = torch.randn(rows, model.state_dim, generator=gen).to(device)
@@ -103,7 +113,7 @@ def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0
 
 
 def measure(planner: Planner, counter: CallCounter, problem: bench.Problem, repeats: int, seed: int,
-            costs: dict[tuple[int, bool, int, str], float], budget_s: float = 20.0) -> dict[str, Any]:
+            costs: dict[tuple[int, bool, str, int], float], budget_s: float = 20.0) -> dict[str, Any]:
     """One planner's row: its plan time (the median of up to `repeats` calls after a counted
     first one, fewer once `budget_s` is spent; the first alone when it took the whole budget),
     its counted calls and their bound."""
@@ -114,16 +124,17 @@ def measure(planner: Planner, counter: CallCounter, problem: bench.Problem, repe
     while len(times) < repeats and spent < budget_s:
         times.append(bench.run_plan(planner, problem, seed)[0])
         spent += times[-1]
-    chain, precision = min(planner.horizon, 20), precision_name(planner.autocast_dtype)
-    for rows, grad in calls:
-        if (rows, grad, chain, precision) not in costs:  # the bound's calls in the planner's own precision
-            costs[(rows, grad, chain, precision)] = call_cost(planner.world_model, (rows, grad), chain,
-                                                              dtype=planner.autocast_dtype)
-    cost = {key: costs[(*key, chain, precision)] for key in calls}
+    chain = min(planner.horizon, 20)
+    for key in calls:
+        if (*key, chain) not in costs:  # the bound's calls in the precision each ran in
+            costs[(*key, chain)] = call_cost(planner.world_model, key, chain)
+    cost = {key: costs[(*key, chain)] for key in calls}
     bound = sum(n * cost[key] for key, n in calls.items())
     plan_s = statistics.median(times) if times else first
-    parts = ", ".join(f"{n} x {'fwd+bwd' if grad else 'fwd'}({rows}) {cost[(rows, grad)] * 1e3:.3g} ms"
-                      for (rows, grad), n in sorted(calls.items(), key=lambda kv: -kv[1] * cost[kv[0]]))
+    several = len({precision for _, _, precision in calls}) > 1
+    parts = ", ".join(f"{n} x {'fwd+bwd' if grad else 'fwd'}({rows}{', ' + precision if several else ''}) "
+                      f"{cost[(rows, grad, precision)] * 1e3:.3g} ms"
+                      for (rows, grad, precision), n in sorted(calls.items(), key=lambda kv: -kv[1] * cost[kv[0]]))
     return {"plan_s": plan_s, "plan_calls_timed": max(len(times), 1), "bound_s": bound, "ratio": plan_s / bound,
             "model_calls": sum(calls.values()), "calls": parts}
 
@@ -188,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                                     hidden_dim=args.hidden_dim, residual_scale=0.1, action_gain=10.0, compile=None)
     model = bench.build_model("mlp", model_args, device)
     counter = CallCounter(model)
-    costs: dict[tuple[int, bool, int, str], float] = {}
+    costs: dict[tuple[int, bool, str, int], float] = {}
     cells = [(b, t, name, precision) for b in args.batches for t in args.horizons for name in args.planners
              for precision in args.precisions]
     rows = []
@@ -196,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         problem = bench.make_problem(model, horizon, batch, args.seed, 0.1)
         variant = bench.VARIANTS["grasp_sync" if name == "grasp" else name]
         planner = bench.make_planner(bench.variant_node(variant, horizon), model, precision)
-        rows.append({"planner": name, "precision": precision, "autocast": precision_name(planner.autocast_dtype),
+        rows.append({"planner": name, "precision": precision, "autocast": planner.precision,
                      "device": str(device), "threads": torch.get_num_threads(), "batch": batch,
                      "horizon": horizon, **measure(planner, counter, problem, args.repeats, args.seed, costs,
                                                    args.budget)})

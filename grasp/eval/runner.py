@@ -26,7 +26,7 @@ from grasp.job import Job, build_planner
 from grasp.loggers import WandbRun
 from grasp.planners.base import Planner
 from grasp.tracking import log_evaluation
-from grasp.utils import Stopwatch, compile_world_model, derive_seed, precision_name
+from grasp.utils import Stopwatch, compile_world_model, derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def evaluate(job: Job, model, protocol: Protocol, model_metrics: dict[str, float
     shown: list[EpisodeOutcome] = []  # the first batch's outcomes, when it ran here: plan curves and pictures
     # what every row of this evaluation shares: the model's held-out quality and the provenance
     shared = {**model_quality(model_metrics, planner.horizon),
-              **provenance.stamp(job.device, job.model_path), "precision": precision_name(planner.autocast_dtype)}
+              **provenance.stamp(job.device, job.model_path), "precision": planner.precision}
     bar = tqdm(total=episodes, initial=len(done), desc="evaluate", unit="episode", disable=not cfg.progress,
                mininterval=1.0)
     for first in range(0, episodes, batch):

@@ -26,6 +26,7 @@ import torch
 from grasp.models.base import WorldModel
 from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
+from grasp.utils import autocast_dtype, precision_name
 
 class PlanInfo(dict):
     """A plan's diagnostics, read as a dict (info["sigma"]), with every tensor entry declared by
@@ -160,6 +161,9 @@ class Planner:
 
     #: dtype the optimisation autocasts to (the run's `precision`: set by grasp.job.build_planner); None = fp32
     autocast_dtype: torch.dtype | None = None
+    #: dtype of the wide batched calls of a planner that also makes small serial ones (GRASP's
+    #: lifted iterations against its sync); None = autocast_dtype's
+    wide_autocast_dtype: torch.dtype | None = None
     #: whether the optimisation's model calls are wide batched forward passes (samples x problems
     #: rows), which bf16 speeds up where the hardware has it: what `precision=auto` asks
     wide_calls: bool = False
@@ -217,6 +221,17 @@ class Planner:
     @property
     def device(self) -> torch.device:
         return self.world_model.device
+
+    def use_precision(self, precision: str) -> None:
+        """Autocast as the run's `precision` says (`auto`: bf16 only for wide calls on a CPU with
+        native bf16, grasp.utils.autocast_dtype)."""
+        self.autocast_dtype = autocast_dtype(precision, self.device, self.wide_calls)
+        self.wide_autocast_dtype = autocast_dtype(precision, self.device, True)
+
+    @property
+    def precision(self) -> str:
+        """What the optimisation's model calls ran in (the results' `precision` column)."""
+        return precision_name(self.autocast_dtype)
 
     # ---- the planning call ------------------------------------------------------------------
     def plan(

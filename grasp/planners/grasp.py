@@ -9,6 +9,7 @@ baseline are configs, not code.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -19,6 +20,7 @@ from grasp.planners.base import PlanInfo, Planner, PlanResult, sample_normal
 from grasp.planners.cem import CEMPlanner
 from grasp.planners.gradient import ACTION_PARAMS, OPTIMIZERS, ActionParam, make_optimizer, resample_time, shoot
 from grasp.planners.schedules import check_choice, check_range, check_schedule, schedule_values
+from grasp.utils import precision_name
 
 INITS = ("interp", "zeros", "rollout", "warm")
 SYNCS = ("none", "gd", "cem")
@@ -168,6 +170,17 @@ class GraspPlanner(Planner):
         return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost, start,
                             self.disagreement_weight)
 
+    @property
+    def lifted_dtype(self) -> torch.dtype | None:
+        """The autocast of the lifted iterations: one batched call over every (problem, time)
+        pair, a wide call, where the sync's serial calls are small."""
+        return self.wide_autocast_dtype if self.wide_autocast_dtype is not None else self.autocast_dtype
+
+    @property
+    def precision(self) -> str:
+        lifted, rest = precision_name(self.lifted_dtype), precision_name(self.autocast_dtype)
+        return rest if lifted == rest else f"{lifted} lifted" + ("" if self.sync == "none" else f", {rest} sync")
+
     def accumulate_gradients(self, state0, states, free, goal, gamma: float, dyn_weight: float,
                              ) -> tuple[torch.Tensor, torch.Tensor]:
         """Backpropagate dyn_weight * dynamics + gamma * goal_term into states.grad and
@@ -179,9 +192,13 @@ class GraspPlanner(Planner):
         states.grad, free.grad = None, None
         dynamics = torch.zeros(state0.shape[0], device=self.device)
         goal_term = torch.zeros_like(dynamics)
+        lifted = self.lifted_dtype
+        autocast = (torch.autocast(self.device.type, dtype=lifted) if lifted not in (None, self.autocast_dtype)
+                    else contextlib.nullcontext())
         for lo in range(0, T, size):
             hi = min(lo + size, T)
-            e = self.energy(state0, states, self.param.to_actions(free[:, lo:hi]), goal, start=lo)
+            with autocast:
+                e = self.energy(state0, states, self.param.to_actions(free[:, lo:hi]), goal, start=lo)
             (dyn_weight * e.dynamics + gamma * e.goal_term).sum().backward()  # summed: each problem its own grad
             dynamics += e.dynamics.detach()
             goal_term += e.goal_term.detach()
