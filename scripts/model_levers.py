@@ -86,6 +86,11 @@ LEVERS: dict[str, list[str]] = {
     "data20x_rollout8_frame_20k_lr2e-3_angle4": [*PRESET_DATA20X, f"world_model.state_loss_weights={ANGLE4}"],
     "data20x_rollout8_frame_20k_lr2e-3_wide512_bf16": [*PRESET_DATA20X, "world_model.hidden_dim=512", "train.precision=bf16"],
     "data20x_rollout8_frame_20k_lr2e-3_wide640_bf16": [*PRESET_DATA20X, "world_model.hidden_dim=640", "train.precision=bf16"],
+    "data20x_rollout8_frame_30k_lr2e-3_wide384_bf16": [*PUSHT_MODEL, "data.episodes=20000", "train.steps=30000",
+                                                       "train.lr=2e-3", "world_model.hidden_dim=384", "train.precision=bf16"],
+    "data20x_rollout8_frame_20k_lr2e-3_wide384_bf16_ensemble2": [*PRESET_DATA20X, "world_model=ensemble",
+                                                                 "world_model.members=2", "world_model.hidden_dim=384",
+                                                                 "train.precision=bf16"],
 }
 
 

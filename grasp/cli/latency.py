@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=20.0, help="seconds of plan() calls per cell before repeats stop")
     p.add_argument("--precisions", type=bench.choice_list(list(PRECISIONS), "precision"), default=["fp32"],
                    help="comma-separated: each planner in each (the run's `precision` knob; auto: bf16 for the "
-                        "samplers on a CPU with native bf16)")
+                        "wide calls, the samplers' and GRASP's lifted ones, on a CPU with native bf16)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
