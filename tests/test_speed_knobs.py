@@ -81,6 +81,19 @@ def test_auto_runs_grasps_lifted_iterations_in_bf16_and_the_serial_calls_in_fp32
     assert planner.precision == "bf16" and planner.lifted_dtype == torch.bfloat16
 
 
+def test_auto_runs_a_cem_sync_in_bf16_as_cem_runs(monkeypatch):
+    monkeypatch.setattr("grasp.utils.native_bf16_cpu", lambda: True)
+    model, seen = tiny_model(), []
+    model.net.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
+    planner = build("grasp", model, horizon=5, iterations=4, sync="cem", sync_every=2, sync_steps=2, sync_samples=8)
+    planner.use_precision("auto")
+    assert planner.precision == "bf16"
+    planner.plan(torch.zeros(2, 3), torch.ones(2, 3), generator=gen(0))
+    sampled = {dtype for rows, dtype in seen if rows == 2 * 8}  # the sync's CEM: samples x problems rows
+    assert sampled == {torch.bfloat16}
+    assert {dtype for rows, dtype in seen if rows == 2 * 5} == {torch.bfloat16}  # the lifted calls
+
+
 def test_compiled_step_matches_the_eager_step_and_plans_alike():
     eager, compiled = tiny_model(), tiny_model()
     compile_world_model(compiled, "default")

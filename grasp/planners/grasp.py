@@ -170,6 +170,11 @@ class GraspPlanner(Planner):
         return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost, start,
                             self.disagreement_weight)
 
+    def use_precision(self, precision: str) -> None:
+        super().use_precision(precision)
+        if self.sync_cem is not None:  # sync=cem samples wide calls as CEM does
+            self.sync_cem.use_precision(precision)
+
     @property
     def lifted_dtype(self) -> torch.dtype | None:
         """The autocast of the lifted iterations: one batched call over every (problem, time)
@@ -179,7 +184,10 @@ class GraspPlanner(Planner):
     @property
     def precision(self) -> str:
         lifted, rest = precision_name(self.lifted_dtype), precision_name(self.autocast_dtype)
-        return rest if lifted == rest else f"{lifted} lifted" + ("" if self.sync == "none" else f", {rest} sync")
+        sync = rest if self.sync_cem is None else self.sync_cem.precision
+        if self.sync == "none":
+            return lifted if lifted == rest else f"{lifted} lifted"
+        return lifted if lifted == sync else f"{lifted} lifted, {sync} sync"
 
     def accumulate_gradients(self, state0, states, free, goal, gamma: float, dyn_weight: float,
                              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -323,7 +331,8 @@ class GraspPlanner(Planner):
             with torch.no_grad():
                 actions = self.param.to_actions(free.detach())
                 before = self.rollout_cost(state0, actions, goal)
-                refined = self.sync_cem._optimize(state0, goal, actions, None, generator)
+                with self.sync_cem._autocast():
+                    refined = self.sync_cem._optimize(state0, goal, actions, None, generator)
                 after = refined.info["best_cost"][-1].to(self.device)
                 better = after < before
                 best = torch.where(better[:, None, None], self.param.to_free(refined.actions), free.detach())
