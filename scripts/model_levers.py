@@ -91,6 +91,8 @@ LEVERS: dict[str, list[str]] = {
     "data20x_rollout8_frame_20k_lr2e-3_wide384_bf16_ensemble2": [*PRESET_DATA20X, "world_model=ensemble",
                                                                  "world_model.members=2", "world_model.hidden_dim=384",
                                                                  "train.precision=bf16"],
+    "data20x_rollout8_frame_20k_lr2e-3_bf16_ensemble2": [*PRESET_DATA20X, "world_model=ensemble", "world_model.members=2",
+                                                         "train.precision=bf16"],
 }
 
 
