@@ -28,6 +28,7 @@ from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 from grasp.utils import autocast_dtype, precision_name
 
+
 class PlanInfo(dict):
     """A plan's diagnostics, read as a dict (info["sigma"]), with every tensor entry declared by
     the planner that wrote it, so readers never guess from a shape:
