@@ -41,8 +41,9 @@ from grasp.utils import Stopwatch, seed_everything
 #: the plain MLP (world_model=mlp) on the Table 1 preset's data and training; levers change it
 #: (8000 steps at lr 1e-3, as every lever was measured; the preset itself trains 20000 at 2e-3:
 #: lever data10x_rollout8_frame_20k_lr2e-3)
-BASE = ["experiment=paper_long_horizon", "world_model=mlp", "train.steps=8000", "train.lr=1e-3", "stages=[collect,train]",
-        "planner_data.rounds=0", "logger.wandb.mode=disabled"]
+#: (256 units per hidden layer, as every lever was measured, whatever width the preset picks)
+BASE = ["experiment=paper_long_horizon", "world_model=mlp", "world_model.hidden_dim=256", "train.steps=8000",
+        "train.lr=1e-3", "stages=[collect,train]", "planner_data.rounds=0", "logger.wandb.mode=disabled"]
 #: held-out trajectories: how many, how long (model steps) and their seed (not any training set's)
 HELD_OUT = {"episodes": 200, "episode_len": 16, "seed": 424242}
 HORIZONS = (8, 12, 16)

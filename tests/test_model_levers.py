@@ -1,4 +1,5 @@
-"""scripts/model_levers.py: the split of a model's oracle misses by the error that fails them."""
+"""scripts/model_levers.py: every lever is its overrides on one fixed base, and the split of a
+model's oracle misses by the error that fails them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from grasp.config import compose
 from grasp.envs.pusht import PushTTask
 from grasp.envs.pusht_geometry import PX, make_state
 
@@ -39,3 +41,15 @@ def test_misses_are_split_by_the_error_that_fails_them(levers):
     assert [split[k] for k in ("pass_%", "angle_only_%", "position_only_%", "both_%")] == [25.0] * 4
     assert split["median_position_px"] == pytest.approx(17.5, abs=0.1)  # errors 5, 0, 30, 30 px
     assert split["median_angle_deg"] == pytest.approx(17.5, abs=0.1)  # 5, 30, 0, 30 degrees
+
+
+def test_a_lever_changes_only_what_it_overrides(levers):
+    """The base keeps 256 units whatever width the preset (experiment=paper_long_horizon) picks,
+    so a lever that names no width is measured at the base's."""
+    def model(name):
+        return compose([*levers.BASE, "actions=stacked5", *levers.LEVERS[name]]).world_model
+    assert model("baseline").hidden_dim == 256
+    assert model("data20x_rollout8_frame_20k_lr2e-3_bf16_ensemble2").hidden_dim == 256
+    assert model("data20x_rollout8_frame_20k_lr2e-3_wide384").hidden_dim == 384
+    ensemble = model("data20x_rollout8_frame_20k_lr2e-3_bf16_ensemble2")
+    assert ensemble.members == 2 and ensemble.pred_steps == 8 and ensemble.frame is not None
