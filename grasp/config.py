@@ -13,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from grasp.errors import ConfigError
 from grasp.loggers import wandb_mode
 from grasp.schema import check_sections, register
-from grasp.utils import AUTOCAST_DTYPES, PRECISIONS, is_device_name
+from grasp.precision import AUTOCAST_DTYPES, PRECISIONS
+from grasp.utils import is_device_name
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: a source checkout's root (pyproject.toml and conf/ beside the package); None once installed

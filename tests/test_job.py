@@ -13,7 +13,7 @@ from grasp.envs.wall import WallTask
 from grasp.errors import ConfigError
 from grasp.job import build_planner, resolve
 from grasp.train.trainer import build_world_model
-from grasp.utils import native_bf16_cpu
+from grasp.precision import native_bf16_cpu
 
 
 def planner_of(*overrides: str):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from grasp.cli import bench, latency
-from grasp.utils import native_bf16_cpu
+from grasp.precision import native_bf16_cpu
 
 TINY = argparse.Namespace(seed=0, depth=None, state_dim=3, action_dim=2, hidden_dim=16, residual_scale=0.1,
                           action_gain=10.0, compile=None)
@@ -40,7 +40,7 @@ def test_grasp_makes_one_lifted_call_per_iteration_and_the_syncs_serial_ones():
 
 
 def test_each_call_is_counted_in_the_precision_it_ran_in(monkeypatch):
-    monkeypatch.setattr("grasp.utils.native_bf16_cpu", lambda: True)
+    monkeypatch.setattr("grasp.precision.native_bf16_cpu", lambda: True)
     calls = counted_calls("grasp", horizon=5, batch=2, precision="auto", iterations=4, sync_every=2, sync_steps=3)
     # auto on a CPU with native bf16: the lifted calls in bf16, the sync's serial ones and the final rollout in fp32
     assert calls == {(10, True, "bf16"): 4, (2, True, "fp32"): 2 * 3 * 5, (2, False, "fp32"): 2 * 5 + 5}

@@ -52,11 +52,18 @@ def test_no_import_circle():
 
 
 def test_planners_import_only_world_models():
-    allowed = ("grasp.planners", "grasp.models", "grasp.errors", "grasp.config")  # config: the factory (names, errors)
+    # config: the factory (names, errors); precision: the autocast dtypes (a leaf, below)
+    allowed = ("grasp.planners", "grasp.models", "grasp.errors", "grasp.config", "grasp.precision")
     for module, used in imports().items():
         if module.startswith("grasp.planners"):
             outside = sorted(m for m in used if m != "grasp" and not m.startswith(allowed))
             assert not outside, f"{module} imports {outside}"
+
+
+def test_leaf_modules_import_nothing_of_grasp():
+    graph = imports()
+    for leaf in ("grasp.errors", "grasp.precision", "grasp.utils"):
+        assert not {m for m in graph[leaf] if m != "grasp"}, f"{leaf} imports {sorted(graph[leaf])}"
 
 
 def test_only_world_models_know_what_kind_of_observation_they_read():

@@ -9,7 +9,8 @@ import torch
 
 from grasp.planners import build
 from grasp.models.mlp import MLPWorldModel
-from grasp.utils import AUTOCAST_DTYPES, autocast_dtype, compile_world_model, native_bf16_cpu
+from grasp.precision import AUTOCAST_DTYPES, autocast_dtype, native_bf16_cpu
+from grasp.utils import compile_world_model
 from test_planners import gen
 
 
@@ -65,7 +66,7 @@ def test_auto_precision_is_bf16_for_samplers_on_a_native_bf16_cpu_only(name, wid
 
 @pytest.mark.parametrize("name, label", [("grasp", "bf16 lifted, fp32 sync"), ("latco", "bf16 lifted")])
 def test_auto_runs_grasps_lifted_iterations_in_bf16_and_the_serial_calls_in_fp32(monkeypatch, name, label):
-    monkeypatch.setattr("grasp.utils.native_bf16_cpu", lambda: True)
+    monkeypatch.setattr("grasp.precision.native_bf16_cpu", lambda: True)
     model, seen = tiny_model(), []
     model.net.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
     planner = build(name, model, horizon=5, iterations=4, **(dict(sync_every=2, sync_steps=2) if name == "grasp" else {}))
@@ -82,7 +83,7 @@ def test_auto_runs_grasps_lifted_iterations_in_bf16_and_the_serial_calls_in_fp32
 
 
 def test_auto_runs_a_cem_sync_in_bf16_as_cem_runs(monkeypatch):
-    monkeypatch.setattr("grasp.utils.native_bf16_cpu", lambda: True)
+    monkeypatch.setattr("grasp.precision.native_bf16_cpu", lambda: True)
     model, seen = tiny_model(), []
     model.net.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
     planner = build("grasp", model, horizon=5, iterations=4, sync="cem", sync_every=2, sync_steps=2, sync_samples=8)

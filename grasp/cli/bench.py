@@ -45,7 +45,8 @@ from grasp.models.mlp import MLPWorldModel
 from grasp.models.pixel import PixelWorldModel
 from grasp import planners
 from grasp.planners.base import Planner, PlanResult
-from grasp.utils import PRECISIONS, compile_world_model, resolve_device, use_device
+from grasp.precision import PRECISIONS
+from grasp.utils import compile_world_model, resolve_device, use_device
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ from tqdm import tqdm
 from grasp.cli import bench
 from grasp.models.base import WorldModel
 from grasp.planners.base import Planner, frozen_parameters
-from grasp.utils import AUTOCAST_DTYPES, PRECISIONS, precision_name, resolve_device, use_device
+from grasp.precision import AUTOCAST_DTYPES, PRECISIONS, precision_name
+from grasp.utils import resolve_device, use_device
 
 #: (rows, records a graph, the autocast it ran under: fp32 or bf16) of one model call
 CallKey = tuple[int, bool, str]

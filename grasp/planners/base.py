@@ -26,7 +26,7 @@ import torch
 from grasp.models.base import WorldModel
 from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
-from grasp.utils import autocast_dtype, precision_name
+from grasp.precision import autocast_dtype, precision_name
 
 
 class PlanInfo(dict):
@@ -225,7 +225,7 @@ class Planner:
 
     def use_precision(self, precision: str) -> None:
         """Autocast as the run's `precision` says (`auto`: bf16 only for wide calls on a CPU with
-        native bf16, grasp.utils.autocast_dtype)."""
+        native bf16, grasp.precision.autocast_dtype)."""
         self.autocast_dtype = autocast_dtype(precision, self.device, self.wide_calls)
         self.wide_autocast_dtype = autocast_dtype(precision, self.device, True)
 

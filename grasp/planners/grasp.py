@@ -20,7 +20,7 @@ from grasp.planners.base import PlanInfo, Planner, PlanResult, sample_normal
 from grasp.planners.cem import CEMPlanner
 from grasp.planners.gradient import ACTION_PARAMS, OPTIMIZERS, ActionParam, make_optimizer, resample_time, shoot
 from grasp.planners.schedules import check_choice, check_range, check_schedule, schedule_values
-from grasp.utils import precision_name
+from grasp.precision import precision_name
 
 INITS = ("interp", "zeros", "rollout", "warm")
 SYNCS = ("none", "gd", "cem")

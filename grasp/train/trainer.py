@@ -20,7 +20,8 @@ from grasp.config import NONFINITE_POLICIES
 from grasp.errors import ConfigError
 from grasp.models.base import WorldModel
 from grasp.train.dataset import TrajectoryDataset
-from grasp.utils import AUTOCAST_DTYPES, atomic_path, native_bf16_cpu
+from grasp.precision import AUTOCAST_DTYPES, native_bf16_cpu
+from grasp.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
