@@ -170,21 +170,23 @@ class GraspPlanner(Planner):
         return grasp_energy(self.world_model, state0, states, actions, goal, self.alpha, self.goal_cost, start,
                             self.disagreement_weight)
 
-    def use_precision(self, precision: str) -> None:
-        super().use_precision(precision)
-        if self.sync_cem is not None:  # sync=cem samples wide calls as CEM does
-            self.sync_cem.use_precision(precision)
-
     @property
     def lifted_dtype(self) -> torch.dtype | None:
-        """The autocast of the lifted iterations: one batched call over every (problem, time)
-        pair, a wide call, where the sync's serial calls are small."""
+        """The autocast of the wide calls: the lifted iterations (one batched call over every
+        (problem, time) pair) and a sync=cem's samples, where a sync=gd's serial calls are small."""
         return self.wide_autocast_dtype if self.wide_autocast_dtype is not None else self.autocast_dtype
+
+    def _wide_autocast(self) -> contextlib.AbstractContextManager:
+        """lifted_dtype inside the optimisation's own autocast, where the two differ."""
+        lifted = self.lifted_dtype
+        if lifted in (None, self.autocast_dtype):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=lifted)
 
     @property
     def precision(self) -> str:
         lifted, rest = precision_name(self.lifted_dtype), precision_name(self.autocast_dtype)
-        sync = rest if self.sync_cem is None else self.sync_cem.precision
+        sync = lifted if self.sync == "cem" else rest
         if self.sync == "none":
             return lifted if lifted == rest else f"{lifted} lifted"
         return lifted if lifted == sync else f"{lifted} lifted, {sync} sync"
@@ -200,12 +202,9 @@ class GraspPlanner(Planner):
         states.grad, free.grad = None, None
         dynamics = torch.zeros(state0.shape[0], device=self.device)
         goal_term = torch.zeros_like(dynamics)
-        lifted = self.lifted_dtype
-        autocast = (torch.autocast(self.device.type, dtype=lifted) if lifted not in (None, self.autocast_dtype)
-                    else contextlib.nullcontext())
         for lo in range(0, T, size):
             hi = min(lo + size, T)
-            with autocast:
+            with self._wide_autocast():
                 e = self.energy(state0, states, self.param.to_actions(free[:, lo:hi]), goal, start=lo)
             (dyn_weight * e.dynamics + gamma * e.goal_term).sum().backward()  # summed: each problem its own grad
             dynamics += e.dynamics.detach()
@@ -331,7 +330,7 @@ class GraspPlanner(Planner):
             with torch.no_grad():
                 actions = self.param.to_actions(free.detach())
                 before = self.rollout_cost(state0, actions, goal)
-                with self.sync_cem._autocast():
+                with self._wide_autocast():
                     refined = self.sync_cem._optimize(state0, goal, actions, None, generator)
                 after = refined.info["best_cost"][-1].to(self.device)
                 better = after < before
