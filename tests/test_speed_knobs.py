@@ -24,7 +24,7 @@ def tiny_model() -> MLPWorldModel:
 def test_precision_autocasts_the_optimisation_only(name, precision):
     model = tiny_model()
     dtypes: list[torch.dtype] = []
-    model.net.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    model.net[1].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     planner = build(name, model, horizon=5, iterations=3, **(dict(sync="none") if name == "grasp" else {}))
     planner.autocast_dtype = AUTOCAST_DTYPES[precision]
     result = planner.plan(torch.zeros(2, 3), torch.ones(2, 3), generator=gen(0))
@@ -68,7 +68,7 @@ def test_auto_precision_is_bf16_for_samplers_on_a_native_bf16_cpu_only(name, wid
 def test_auto_runs_grasps_lifted_iterations_in_bf16_and_the_serial_calls_in_fp32(monkeypatch, name, label):
     monkeypatch.setattr("grasp.precision.native_bf16_cpu", lambda: True)
     model, seen = tiny_model(), []
-    model.net.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
+    model.net[1].register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
     planner = build(name, model, horizon=5, iterations=4, **(dict(sync_every=2, sync_steps=2) if name == "grasp" else {}))
     planner.use_precision("auto")
     assert planner.precision == label
@@ -85,7 +85,7 @@ def test_auto_runs_grasps_lifted_iterations_in_bf16_and_the_serial_calls_in_fp32
 def test_auto_runs_a_cem_sync_in_bf16_as_cem_runs(monkeypatch):
     monkeypatch.setattr("grasp.precision.native_bf16_cpu", lambda: True)
     model, seen = tiny_model(), []
-    model.net.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
+    model.net[1].register_forward_hook(lambda module, args, out: seen.append((args[0].shape[:-1].numel(), out.dtype)))
     planner = build("grasp", model, horizon=5, iterations=4, sync="cem", sync_every=2, sync_steps=2, sync_samples=8)
     planner.use_precision("auto")
     assert planner.precision == "bf16"

@@ -101,6 +101,52 @@ def test_model_steps_any_leading_dims():
     assert model.rollout(torch.zeros(3, 4), torch.zeros(3, 7, 2)).shape == (3, 7, 4)
 
 
+@pytest.mark.parametrize("shape", [(6,), (3, 5)])
+def test_frozen_model_steps_its_folded_network_to_the_same_states_and_gradients(shape):
+    """Planning holds the model `frozen`: its step then runs the folded network (the residual's
+    std and mean inside the output layer), which must be the same function, gradients too."""
+    cfg = compose_config(["world_model.hidden_dim=16", "world_model.state_margin=0.1"])
+    model = build_world_model(cfg.world_model, 4, 2)
+    states = torch.randn(200, 4) * torch.tensor([1.0, 3.0, 0.2, 5.0])
+    model.fit_normalization(states, states + 0.3 * torch.randn(200, 4))
+    state, action = 3 * torch.randn(*shape, 4), torch.randn(*shape, 2)
+
+    def step_and_grad():
+        a = action.clone().requires_grad_(True)
+        nxt = model.step(state, a)
+        (grad,) = torch.autograd.grad(nxt.square().sum(), [a])
+        return nxt.detach(), grad
+
+    plain = step_and_grad()
+    assert model._folded is None
+    with model.frozen():
+        assert model._folded is not None and not any(p.requires_grad for p in model.parameters())
+        with model.frozen():  # a planner inside a planner (GRASP's CEM sync) keeps the outer folding
+            pass
+        assert model._folded is not None
+        folded = step_and_grad()
+    assert model._folded is None and all(p.requires_grad for p in model.parameters())
+    assert bool((plain[0] == model.state_high).any() | (plain[0] == model.state_low).any()), "some entries clamped"
+    for got, want in zip(folded, plain):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # weights changed between two plans: the next folding sees them
+        model.net[-1].bias.add_(1.0)
+    with model.frozen():
+        moved = model.step(state, action)
+    torch.testing.assert_close(moved, model.step(state, action).detach())
+    assert not torch.allclose(moved, plain[0])
+
+
+@pytest.mark.parametrize("override", ["world_model.norm=layer", "world_model.substeps=2",
+                                      "world_model.frame={_target_:grasp.envs.pusht_frame.BlockFrame}"])
+def test_models_whose_step_is_more_than_one_network_step_keep_the_plain_network(override):
+    state_dim = 11 if "frame" in override else 4
+    model = build_world_model(compose_config(["world_model.hidden_dim=16", override]).world_model, state_dim, 2)
+    with model.frozen():
+        assert model._folded is None
+        assert model.step(torch.zeros(3, state_dim), torch.zeros(3, 2)).shape == (3, state_dim)
+
+
 @pytest.mark.parametrize("margin", [0.5, None])
 def test_state_margin_holds_rollouts_inside_the_data_box(margin):
     model = build_world_model(compose_config([f"world_model.state_margin={'null' if margin is None else margin}",

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from grasp.cli import bench
 from grasp.models.base import WorldModel
-from grasp.planners.base import Planner, frozen_parameters
+from grasp.planners.base import Planner
 from grasp.precision import AUTOCAST_DTYPES, PRECISIONS, precision_name
 from grasp.utils import resolve_device, use_device
 
@@ -95,7 +95,7 @@ def call_cost(model: WorldModel, key: CallKey, chain: int, budget_s: float = 2.0
     times: list[float] = []
     spent, i = 0.0, 0
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with frozen_parameters(model), torch.set_grad_enabled(grad), autocast:
+    with model.frozen(), torch.set_grad_enabled(grad), autocast:
         while len(times) < 10 and (len(times) < 3 or spent < budget_s):
             a = actions.clone().requires_grad_(True) if grad else actions
             bench.synchronize(device)

@@ -8,7 +8,8 @@ outside `grasp.models` asks which kind it is.
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,6 +53,21 @@ class WorldModel(nn.Module):
     def step(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One model step: states (..., D) and actions (..., A) -> next states (..., D)."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The weights fixed for the block, as planning holds them: out of autograd (planners
+        differentiate through the model, never into its weights, and autograd then skips the
+        weight gradients), so a model may lay out what it computes from them once for every call
+        inside. The flags are restored afterwards: the same model may be trained in this process."""
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        for p in trainable:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
 
     def rollout(self, state0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Serial rollout. state0 (..., D), actions (..., T, A) -> states (..., T, D) = s_1..s_T."""

@@ -4,7 +4,8 @@ no member would agree on; `disagreement_weight` on a planner makes it pay for th
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -43,6 +44,13 @@ class EnsembleWorldModel(WorldModel):
 
     def decode(self, state: torch.Tensor) -> torch.Tensor:
         return self.members[0].decode(state)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        with contextlib.ExitStack() as members:
+            for model in self.members:
+                members.enter_context(model.frozen())
+            yield
 
     def member_steps(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Every member's next state: (K, ..., D)."""

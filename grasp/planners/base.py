@@ -88,21 +88,6 @@ class PlanInfo(dict):
         return picked
 
 
-@contextlib.contextmanager
-def frozen_parameters(module: torch.nn.Module) -> Iterator[None]:
-    """Planners differentiate through the model, never into its weights: with requires_grad off
-    autograd skips the weight gradients (what that saves: docs/benchmarks/README.md). The flags
-    are restored afterwards, since the same model may be trained in this process."""
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    for p in trainable:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)
-
-
 @dataclass
 class WarmStart:
     """Initial guess for a plan: actions (B, T, A) and, for lifted planners, virtual states
@@ -261,7 +246,7 @@ class Planner:
             spread.view(B, R, *actions.shape[1:])[:, 0] = 0.0  # restart 0 is the plain initial guess
             actions = self.clamp_actions(actions + spread)
         initial = actions.detach().clone()
-        with torch.enable_grad(), frozen_parameters(self.world_model), self._autocast():  # the MPC loop may hold no_grad
+        with torch.enable_grad(), self.world_model.frozen(), self._autocast():  # the MPC loop may hold no_grad
             result = self._optimize(state0, goal, actions, states, generator)
         with torch.no_grad():
             actions = self.clamp_actions(result.actions.detach().float())
