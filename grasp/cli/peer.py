@@ -70,7 +70,8 @@ class GoalCost:
     def get_cost(self, info_dict: dict, candidates: torch.Tensor) -> torch.Tensor:
         B, N, T, A = candidates.shape
         state = info_dict["state"].reshape(B * N, -1)
-        final = self.model.rollout(state, candidates.reshape(B * N, T, A))[:, -1]
+        with self.model.frozen():  # the model as our planners hold it (weights out of autograd, folded)
+            final = self.model.rollout(state, candidates.reshape(B * N, T, A))[:, -1]
         return ((final - info_dict["goal"].reshape(B * N, -1)) ** 2).sum(-1).view(B, N)
 
     def final_cost(self, state0: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
