@@ -68,6 +68,19 @@ def test_a_damaged_middle_line_is_an_error_naming_the_file(tmp_path):
 
 
 # ---- in process: batches, resume, determinism ------------------------------------------------------
+def test_the_planner_warms_up_before_its_first_timed_batch(tmp_path, monkeypatch):
+    from grasp.planners.base import Planner
+
+    calls = []
+    monkeypatch.setattr(Planner, "warm_up", lambda self: calls.append("warm_up"))
+    original = eval_runner.evaluate_batch
+    monkeypatch.setattr(eval_runner, "evaluate_batch", lambda *args: (calls.append("batch"), original(*args))[1])
+    cfg = compose_config(TINY + [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/run", "planner=gd",
+                                 "eval.batch_size=1"])
+    runner.run(cfg, Path(cfg.paths.output_dir))
+    assert calls == ["warm_up", "batch", "batch"]
+
+
 def test_batches_resume_and_determinism_in_process(tmp_path):
     """Same config and seed -> identical results; with eval.batch_size=2 a resumed evaluation
     that finds batches in its journal plans only the others and ends identical too."""

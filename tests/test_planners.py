@@ -4,6 +4,8 @@ its real conf/planner/*.yaml, so config drift breaks these tests."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -278,6 +280,20 @@ def test_planning_never_differentiates_into_the_weights_and_restores_their_flags
     assert seen and not any(seen)
     assert [p.requires_grad for p in model.parameters()] == flags_before
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name, optimizer", [("gd", True), ("grasp", True), ("latco", True), ("cem", False)])
+def test_warm_up_pays_the_first_optimizers_import_before_any_plan(name, optimizer):
+    """torch imports torch._dynamo with a process's first optimizer (about a second): warm_up
+    moves it out of a gradient planner's first timed plan() call, in a fresh interpreter as a
+    job's worker is."""
+    code = ("import sys; from grasp.planners import build; from grasp.models.mlp import MLPWorldModel; "
+            f"planner = build({name!r}, MLPWorldModel(state_dim=3, action_dim=2, hidden_dim=8), horizon=3); "
+            "before = 'torch._dynamo' in sys.modules; planner.warm_up(); "
+            "print(before, 'torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", str(optimizer)]
 
 
 @pytest.mark.parametrize("name", ["grasp", "latco", "gd", "cem", "icem", "mppi"])

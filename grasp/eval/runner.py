@@ -132,6 +132,8 @@ def evaluate(job: Job, model, protocol: Protocol, model_metrics: dict[str, float
     if cfg.get("compile", False):
         compile_world_model(model, cfg.compile)
     planner = build_planner(job, model)
+    with watch("setup"):
+        planner.warm_up()
     log.info("evaluate: %s on %s, %d episodes in batches of %d, horizon %d, %s", job.planner, job.task.name, episodes,
              min(batch, episodes), planner.horizon,
              "open loop" if cfg.eval.open_loop else f"MPC replanning every {cfg.eval.replan_every}")

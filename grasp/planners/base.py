@@ -145,6 +145,9 @@ class Planner:
     every planner shares (restarts, restart_noise, warm_start, tolerance); subclasses take
     their own knobs and pass these on as ``**base``."""
 
+    #: whether plan() builds torch optimizers (the gradient planners; see warm_up)
+    uses_optimizer: bool = False
+
     #: dtype the optimisation autocasts to (the run's `precision`: set by grasp.job.build_planner); None = fp32
     autocast_dtype: torch.dtype | None = None
     #: dtype of the wide batched calls of a planner that also makes small serial ones (GRASP's
@@ -207,6 +210,13 @@ class Planner:
     @property
     def device(self) -> torch.device:
         return self.world_model.device
+
+    def warm_up(self) -> None:
+        """Pay the one-time costs of a process's first plan() here, before plans are timed: torch
+        imports torch._dynamo when a process builds its first optimizer (about 0.9 s on one CPU
+        core), which would otherwise land in a gradient planner's first timed call."""
+        if self.uses_optimizer:
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
 
     def use_precision(self, precision: str) -> None:
         """Autocast as the run's `precision` says (`auto`: bf16 only for wide calls on a CPU with

@@ -20,6 +20,8 @@ class GDPlanner(Planner):
     """min_a ||rollout(s0, a)_T - g||^2 with Adam or SGD; each problem returns its best iterate.
     Optional Gaussian action noise after each step (DINO-WM style), annealed like GRASP's."""
 
+    uses_optimizer = True
+
     def __init__(
         self,
         world_model: WorldModel,

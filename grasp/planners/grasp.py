@@ -80,6 +80,8 @@ def grasp_energy(world_model: WorldModel, state0: torch.Tensor, states: torch.Te
 class GraspPlanner(Planner):
     """GRASP planner; conf/planner/grasp.yaml documents every knob and its "off" value."""
 
+    uses_optimizer = True
+
     def __init__(
         self,
         world_model: WorldModel,
