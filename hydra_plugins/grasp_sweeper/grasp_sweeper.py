@@ -29,7 +29,7 @@ from typing import Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
-from omegaconf import open_dict
+from omegaconf import DictConfig, open_dict
 
 
 @dataclass
@@ -53,11 +53,14 @@ class PreflightSweeper(BasicSweeper):
         self._pretrained = 0  # pretrain jobs launched so far (their folder numbers)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        super().validate_batch_is_legal(batch)  # Hydra's own: every job composes
+        # Hydra's own check, that every job composes; the checks below reuse the composed configs
+        jobs = [self.hydra_context.config_loader.load_sweep_config(master_config=self.config,
+                                                                   sweep_overrides=list(overrides))
+                for overrides in batch]
         from grasp.errors import bad_input_exits  # late: Hydra imports every plugin at start-up, even for --help
 
         with bad_input_exits():  # one line and exit status 2, as a single run's bad value gives
-            missing = self._check_every_job(batch)
+            missing = self._check_every_job(batch, jobs)
         if self.pretrain:
             self._train_shared_models(missing)
 
@@ -94,9 +97,10 @@ class PreflightSweeper(BasicSweeper):
             return None
         return max(cpu_count() // len(shared), 1)
 
-    def _check_every_job(self, batch: Sequence[Sequence[str]]) -> dict[Path, list[Sequence[str]]]:
-        """Resolve every job (a bad one stops the sweep); return, per world model that is not cached
-        and that some job would train, the overrides of the jobs that need it."""
+    def _check_every_job(self, batch: Sequence[Sequence[str]], jobs: Sequence[DictConfig]) -> dict[Path, list[Sequence[str]]]:
+        """Resolve every job (`jobs`: the batch's composed configs; a bad one stops the sweep);
+        return, per world model that is not cached and that some job would train, the overrides
+        of the jobs that need it."""
         from grasp.job import resolve
         from grasp.config import config_hash
         from grasp.errors import ConfigError
@@ -105,9 +109,7 @@ class PreflightSweeper(BasicSweeper):
         missing: dict[Path, list[Sequence[str]]] = {}
         try:
             first = sum(len(done) for done in self.overrides[: self.batch_index - 1])  # jobs of earlier batches
-            for number, overrides in enumerate(batch, start=first):
-                job = self.hydra_context.config_loader.load_sweep_config(master_config=self.config,
-                                                                          sweep_overrides=list(overrides))
+            for number, (overrides, job) in enumerate(zip(batch, jobs), start=first):
                 with open_dict(job):
                     del job["hydra"]
                 key = config_hash(job.env)
