@@ -176,6 +176,17 @@ def test_ensemble_members_differ_and_step_is_their_mean_and_disagreement_their_s
     assert torch.allclose(model.disagreement(state, action), torch.zeros(5), atol=1e-7)
 
 
+def test_a_frozen_ensemble_freezes_and_folds_every_member_and_steps_the_same():
+    model = _ensemble()
+    state, action = torch.randn(5, 4), torch.rand(5, 2)
+    plain = model.step(state, action)
+    with model.frozen():
+        assert not any(p.requires_grad for p in model.parameters())
+        assert all(member._folded is not None for member in model.members)
+        torch.testing.assert_close(model.step(state, action), plain.detach())
+    assert all(p.requires_grad for p in model.parameters()) and all(m._folded is None for m in model.members)
+
+
 def test_ensemble_trains_every_member_and_reports_disagreement(tmp_path):
     data = _linear_system(episodes=40, length=12, seed=0)
     model = _ensemble(members=2)

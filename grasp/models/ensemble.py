@@ -47,9 +47,10 @@ class EnsembleWorldModel(WorldModel):
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
-        with contextlib.ExitStack() as members:
+        with contextlib.ExitStack() as frozen:
+            frozen.enter_context(super().frozen())
             for model in self.members:
-                members.enter_context(model.frozen())
+                frozen.enter_context(model.frozen())
             yield
 
     def member_steps(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
