@@ -155,7 +155,7 @@ class MLPWorldModel(WorldModel):
         open-loop rollout that leaves the data cannot compound its error without bound."""
         layers = self._folded
         if layers is None:
-            return torch.maximum(torch.minimum(self.advance(state, action), self.state_high), self.state_low)
+            return self._in_box(self.advance(state, action))
         if state.dim() == 2:
             return self._folded_step(state, action, layers)
         return self._folded_step(state.reshape(-1, self.state_dim), action.reshape(-1, self.action_dim),
@@ -165,8 +165,10 @@ class MLPWorldModel(WorldModel):
         h = layers.activations[0](torch.addmm(layers.first[1], torch.cat([state, action], dim=-1), layers.first[0]))
         for (weight, bias), activation in zip(layers.hidden, layers.activations[1:]):
             h = activation(torch.addmm(bias, h, weight))
-        return torch.maximum(torch.minimum(state + torch.addmm(layers.out[1], h, layers.out[0]), self.state_high),
-                             self.state_low)
+        return self._in_box(state + torch.addmm(layers.out[1], h, layers.out[0]))
+
+    def _in_box(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(state, self.state_high), self.state_low)
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:
