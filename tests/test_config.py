@@ -66,7 +66,7 @@ def test_every_experiment_composes(experiment, tmp_path):
 
 def test_quick_experiment_sweeps_the_three_planners():
     cfg = compose_config(["experiment=quick"], return_hydra_config=True)
-    assert cfg.hydra.sweeper.params.planner.split(",") == ["grasp_mpc", "cem", "gd"]
+    assert cfg.hydra.sweeper.params.planner.split(",") == ["gd", "cem", "grasp_mpc"]  # the long jobs first
 
 
 def test_the_suite_has_one_preset_per_task_sweeping_grasp_and_cem():

@@ -198,7 +198,8 @@ def test_parallel_jobs_sharing_a_missing_model_find_it_trained_by_a_pretrain_job
 
     sweep = tmp_path / "sweep"
     proc = run_cli(["-m", *TINY, f"paths.root_dir={tmp_path}", f"hydra.sweep.dir={sweep}", "launcher=joblib",
-                    "planner=cem,gd", f"hydra.sweeper.pretrain={str(pretrain).lower()}"], cwd=REPO_ROOT, timeout=600,
+                    "planner=cem,gd", f"hydra.sweeper.pretrain={str(pretrain).lower()}",
+                    f"hydra.sweeper.warm_workers={str(pretrain).lower()}"], cwd=REPO_ROOT, timeout=600,
                    unset=("OMP_NUM_THREADS",))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs = [(sweep / str(job) / "run.log").read_text() for job in (0, 1)]
@@ -212,6 +213,32 @@ def test_parallel_jobs_sharing_a_missing_model_find_it_trained_by_a_pretrain_job
     else:
         assert not (sweep / "pretrain").exists() and sum(trained) == 1
     assert len(pd.read_csv(sweep / "results.csv")) == 4
+
+
+def test_joblib_workers_warmed_at_the_sweep_start_are_the_ones_its_jobs_run_in():
+    """The sweeper's warm-up (begun before the jobs are checked) leaves each worker with the
+    runner and torch's lazily imported optimizer machinery loaded, and the launcher's Parallel,
+    built from the same conf/launcher/joblib.yaml settings, runs its jobs in those workers."""
+    import os
+    import sys
+
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed
+    from omegaconf import OmegaConf
+
+    from conftest import compose_config
+    from hydra_plugins.grasp_sweeper.grasp_sweeper import _start_warm_up
+
+    launcher = OmegaConf.to_container(compose_config(["launcher=joblib"], return_hydra_config=True).hydra.launcher)
+    settings = {key: value for key, value in launcher.items() if key != "_target_"}
+    warmed = set(_start_warm_up(settings, wandb=False))
+    assert len(warmed) == settings["n_jobs"] == 2
+    config = {**settings, "backend": "loky"}
+    process_joblib_cfg(config)
+    seen = Parallel(**config)(delayed(lambda: (os.getpid(), {"grasp.run", "torch._dynamo"} <= set(sys.modules)))()
+                              for _ in range(4))
+    assert {pid for pid, _ in seen} <= warmed
+    assert all(loaded for _, loaded in seen)
 
 
 @pytest.mark.parametrize("shared, fixed, n_jobs, expected", [

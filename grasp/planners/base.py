@@ -27,6 +27,7 @@ from grasp.models.base import WorldModel
 from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 from grasp.precision import autocast_dtype, precision_name
+from grasp.utils import import_optimizer_machinery
 
 
 class PlanInfo(dict):
@@ -216,7 +217,7 @@ class Planner:
         imports torch._dynamo when a process builds its first optimizer (about 0.9 s on one CPU
         core), which would otherwise land in a gradient planner's first timed call."""
         if self.uses_optimizer:
-            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+            import_optimizer_machinery()
 
     def use_precision(self, precision: str) -> None:
         """Autocast as the run's `precision` says (`auto`: bf16 only for wide calls on a CPU with

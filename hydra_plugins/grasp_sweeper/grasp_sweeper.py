@@ -15,6 +15,11 @@ then the batch, whose jobs all find their model cached. `hydra.sweeper.pretrain=
 this off. Under launcher=joblib, fewer pretrain jobs than its n_jobs share the machine's cores
 among themselves (`threads=`), where joblib would give each the share of one of n_jobs workers.
 
+Under launcher=joblib the workers start as the sweep does: while this process composes and checks
+the jobs, each worker imports what a job needs (torch, MuJoCo, the runner, W&B) and pays torch's
+lazy import at its first optimizer, so no job waits on that. `hydra.sweeper.warm_workers=false`
+turns this off.
+
 It is `hydra/sweeper: preflight`, the default (conf/hydra/default.yaml); hparams_search presets
 swap in Optuna's sweeper, whose jobs are sampled one trial at a time. It lives in the
 `hydra_plugins` namespace because Hydra only instantiates sweepers found there.
@@ -25,10 +30,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 
@@ -37,6 +43,8 @@ class PreflightSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.grasp_sweeper.grasp_sweeper.PreflightSweeper"
     #: train world models shared by several jobs in jobs of their own before the batch
     pretrain: bool = True
+    #: under launcher=joblib, start the workers and their imports while the jobs are checked
+    warm_workers: bool = True
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="preflight", node=PreflightSweeperConf, provider="grasp")
@@ -47,10 +55,19 @@ log = logging.getLogger(__name__)
 
 class PreflightSweeper(BasicSweeper):
     def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
-                 pretrain: bool = True) -> None:
+                 pretrain: bool = True, warm_workers: bool = True) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.pretrain = pretrain
+        self.warm_workers = warm_workers
         self._pretrained = 0  # pretrain jobs launched so far (their folder numbers)
+        self._warming: Iterator | None = None  # the workers' warm-up, until it is joined
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        settings = getattr(self.launcher, "joblib", None)
+        if self.warm_workers and settings is not None:
+            self._warming = _start_warm_up(settings, wandb=config.get("logger", {}).get("wandb", {}).get("mode")
+                                           not in (None, "disabled"))
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         # Hydra's own check, that every job composes; the checks below reuse the composed configs
@@ -59,10 +76,23 @@ class PreflightSweeper(BasicSweeper):
                 for overrides in batch]
         from grasp.errors import bad_input_exits  # late: Hydra imports every plugin at start-up, even for --help
 
-        with bad_input_exits():  # one line and exit status 2, as a single run's bad value gives
-            missing = self._check_every_job(batch, jobs)
+        try:
+            with bad_input_exits():  # one line and exit status 2, as a single run's bad value gives
+                missing = self._check_every_job(batch, jobs)
+        finally:
+            self._join_warm_up()
         if self.pretrain:
             self._train_shared_models(missing)
+
+    def _join_warm_up(self) -> None:
+        """Wait for the workers' warm-up (begun in setup), before anything is launched on them."""
+        warming, self._warming = self._warming, None
+        if warming is not None:
+            try:
+                for _ in warming:
+                    pass
+            except Exception as exc:  # a worker that cannot warm up fails its real job with the real error
+                log.debug("sweep: warming the joblib workers failed: %r", exc)
 
     def _train_shared_models(self, missing: dict[Path, list[Sequence[str]]]) -> None:
         """One collect+train job per model that two or more jobs need and nobody has trained yet."""
@@ -127,3 +157,30 @@ class PreflightSweeper(BasicSweeper):
             for task in tasks.values():
                 task.close()
         return missing
+
+
+def _start_warm_up(settings: Any, wandb: bool) -> Iterator:
+    """Warm each of the joblib launcher's workers in the background (one `_warm_worker` per
+    worker) and return the results' iterator. The launcher's own Parallel, with the same settings,
+    then reuses these workers (loky keeps one executor per set of arguments)."""
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    config = {**settings, "backend": "loky"}  # as the launcher passes them to Parallel
+    process_joblib_cfg(config)
+    workers = effective_n_jobs(config.get("n_jobs"))
+    return Parallel(**config, return_as="generator_unordered")(delayed(_warm_worker)(wandb) for _ in range(workers))
+
+
+def _warm_worker(wandb: bool) -> int:
+    """What a job's process pays before its work starts; returns the worker's pid."""
+    try:
+        import grasp.run  # noqa: F401  torch, MuJoCo, the runner
+        from grasp.utils import import_optimizer_machinery
+
+        import_optimizer_machinery()
+        if wandb:
+            import wandb as _  # noqa: F401
+    except Exception:  # the job itself will report it
+        pass
+    return os.getpid()
