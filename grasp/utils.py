@@ -72,13 +72,6 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def import_optimizer_machinery() -> None:
-    """Pay torch's one-time import of torch._dynamo, which it makes when a process builds its
-    first optimizer (about 0.9 s on one CPU core), so it lands in set-up rather than in the
-    first timed plan or training step."""
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

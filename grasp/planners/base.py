@@ -27,7 +27,13 @@ from grasp.models.base import WorldModel
 from grasp.planners.noise import NoiseStreams
 from grasp.planners.schedules import check_range
 from grasp.precision import autocast_dtype, precision_name
-from grasp.utils import import_optimizer_machinery
+
+
+def import_optimizer_machinery() -> None:
+    """Pay torch's one-time import of torch._dynamo, which it makes when a process builds its
+    first optimizer (about 0.9 s on one CPU core), so it lands in set-up rather than in the
+    first timed plan or training step."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
 
 
 class PlanInfo(dict):

@@ -16,8 +16,8 @@ this off. Under launcher=joblib, fewer pretrain jobs than its n_jobs share the m
 among themselves (`threads=`), where joblib would give each the share of one of n_jobs workers.
 
 Under launcher=joblib the workers start as the sweep does: while this process composes and checks
-the jobs, each worker imports what a job needs (torch, MuJoCo, the runner, W&B) and pays torch's
-lazy import at its first optimizer, so no job waits on that. `hydra.sweeper.warm_workers=false`
+the jobs, each worker imports what a job needs (torch, MuJoCo, the runner, W&B), starts its W&B
+service and pays torch's lazy import at its first optimizer, so no job waits on that. `hydra.sweeper.warm_workers=false`
 turns this off.
 
 It is `hydra/sweeper: preflight`, the default (conf/hydra/default.yaml); hparams_search presets
@@ -176,11 +176,13 @@ def _warm_worker(wandb: bool) -> int:
     """What a job's process pays before its work starts; returns the worker's pid."""
     try:
         import grasp.run  # noqa: F401  torch, MuJoCo, the runner
-        from grasp.utils import import_optimizer_machinery
+        from grasp.planners.base import import_optimizer_machinery
 
         import_optimizer_machinery()
         if wandb:
-            import wandb as _  # noqa: F401
+            import wandb as _wandb
+
+            _wandb.setup()  # starts the process's W&B service, which its first run would wait on
     except Exception:  # the job itself will report it
         pass
     return os.getpid()
