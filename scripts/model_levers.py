@@ -35,7 +35,7 @@ from grasp.eval.oracle import oracle_key, oracle_predictions, oracle_success
 from grasp.job import resolve
 from grasp.loggers import WandbRun
 from grasp.train.dataset import TrajectoryDataset, collect
-from grasp.train.trainer import load_checkpoint
+from grasp.train.trainer import build_world_model, load_checkpoint, train_world_model
 from grasp.utils import Stopwatch, seed_everything
 
 #: the plain MLP (world_model=mlp) on the Table 1 preset's data and training; levers change it
@@ -98,6 +98,15 @@ LEVERS: dict[str, list[str]] = {
     **{f"data20x_rollout8_frame_20k_lr2e-3_wide384_seed{seed}": [*PRESET_DATA20X, "world_model.hidden_dim=384",
                                                                  f"train.seed={seed}"] for seed in (1, 2)},
 }
+#: levers that continue another lever's trained model (its weights and normalisation, on its data)
+#: with changed training settings: name -> (the lever continued, the overrides of the continuation)
+CONTINUED: dict[str, tuple[str, list[str]]] = {
+    # does the held model lose accuracy at 16 model steps because it trains on 8-step windows?
+    # 5000 more steps at the preset's fine-tuning rate on 16-step windows, against 8-step ones
+    **{f"wide384_seed1_then_rollout{steps}_5k": ("data20x_rollout8_frame_20k_lr2e-3_wide384_seed1",
+                                                 [f"world_model.pred_steps={steps}", "train.steps=5000",
+                                                  "train.lr=5e-4"]) for steps in (8, 16)},
+}
 
 
 def held_out(task, policy: str, correlation: float, path: Path) -> TrajectoryDataset:
@@ -118,7 +127,9 @@ def oracle_columns(model, data: TrajectoryDataset, task) -> dict[str, float]:
     return {f"oracle@{h * steps:g}": round(100 * oracle[oracle_key(h)], 1) for h in HORIZONS}
 
 
-def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
+def measure(name: str, overrides: list[str], actions: str, root: Path,
+            continued: list[str] | None = None) -> dict:
+    """One lever's row; with `continued`, of its model trained further with those overrides."""
     cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false", *overrides])
     seed_everything(int(cfg.seed))
     job = resolve(cfg, root / "levers" / actions / name)
@@ -127,6 +138,12 @@ def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
         wandb_run = WandbRun(cfg.logger.wandb, job.output_dir, name=name, config={}, tags=[])
         model, metrics = stages.world_model(job, wandb_run, watch)
         elapsed = time.perf_counter() - started - watch.seconds.get("collect", 0.0)
+        if continued is not None:  # the row's time is the continuation's
+            overrides = [*overrides, *continued]
+            cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", *overrides])
+            started = time.perf_counter()
+            model, metrics = continue_training(model, cfg, TrajectoryDataset.load(job.data_path))
+            elapsed = time.perf_counter() - started
         data = held_out(job.task, job.data_policy, float(cfg.data.correlation),
                         root / "levers" / f"held_out_{actions}.npz")
         return {"lever": name, "overrides": " ".join(overrides), "model_key": job.model_key,
@@ -136,6 +153,16 @@ def measure(name: str, overrides: list[str], actions: str, root: Path) -> dict:
                 "train_s": round(elapsed, 1), "transitions": int(cfg.data.episodes) * int(cfg.data.episode_len)}
     finally:
         job.close()
+
+
+def continue_training(trained, cfg, data: TrajectoryDataset):
+    """A model built by `cfg.world_model` from `trained`'s weights and statistics, trained by
+    `cfg.train` on `data` (not cached: a lever's row is its record)."""
+    model = build_world_model(cfg.world_model, trained.state_dim, trained.action_dim)
+    model.load_state_dict(trained.state_dict())
+    result = train_world_model(model, data, cfg.train, float(cfg.data.val_fraction), progress=False,
+                               fit_statistics=False)
+    return model, dict(result["final"] or {})
 
 
 def misses(checkpoint: Path, actions: str, root: Path) -> list[dict]:
@@ -212,14 +239,16 @@ def main() -> None:
     if args.list:
         for name, overrides in LEVERS.items():
             print(f"{name:28s} {' '.join(overrides) or '(the plain MLP)'}")
+        for name, (lever, overrides) in CONTINUED.items():
+            print(f"{name:28s} {lever}, then {' '.join(overrides)}")
         return
     if args.misses is not None:
         torch.set_num_threads(1)
         print(pd.DataFrame(misses(args.misses, args.actions, args.root.resolve())).to_string(index=False))
         return
-    unknown = [n for n in args.levers.split(",") if n not in LEVERS]
+    unknown = [n for n in args.levers.split(",") if n not in LEVERS and n not in CONTINUED]
     if unknown or args.out is None:
-        parser.error(f"unknown levers {unknown}: allowed {list(LEVERS)}" if unknown else "--out is required")
+        parser.error(f"unknown levers {unknown}: allowed {[*LEVERS, *CONTINUED]}" if unknown else "--out is required")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)
     if args.sensitivity is not None:
@@ -231,7 +260,11 @@ def main() -> None:
     for name in args.levers.split(","):
         if name in done:
             continue
-        row = measure(name, LEVERS[name], args.actions, args.root.resolve())
+        if name in CONTINUED:
+            lever, continued = CONTINUED[name]
+            row = measure(name, LEVERS[lever], args.actions, args.root.resolve(), continued)
+        else:
+            row = measure(name, LEVERS[name], args.actions, args.root.resolve())
         print(OmegaConf.to_yaml(row), flush=True)
         frame = pd.DataFrame([row])
         frame.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
