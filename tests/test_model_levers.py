@@ -53,3 +53,32 @@ def test_a_lever_changes_only_what_it_overrides(levers):
     assert model("data20x_rollout8_frame_20k_lr2e-3_wide384").hidden_dim == 384
     ensemble = model("data20x_rollout8_frame_20k_lr2e-3_bf16_ensemble2")
     assert ensemble.members == 2 and ensemble.pred_steps == 8 and ensemble.frame is not None
+
+
+def test_a_continued_lever_starts_from_the_trained_model_with_its_own_settings(levers, tmp_path):
+    """continue_training keeps the trained weights and statistics (not refitted to the data) and
+    trains with the continuation's settings: here 3-step windows at learning rate 0 change nothing."""
+    import torch
+
+    from grasp.job import resolve
+    from grasp.train.dataset import collect
+    from grasp.train.trainer import build_world_model
+
+    for lever, overrides in levers.CONTINUED.values():
+        assert lever in levers.LEVERS
+        compose([*levers.BASE, "actions=held5", *levers.LEVERS[lever], *overrides])
+    cfg = compose(["env=wall", "world_model.hidden_dim=16", "world_model.pred_steps=3", "train.steps=2", "train.lr=0",
+                   "train.batch_size=8"])
+    job = resolve(compose(["env=wall", f"paths.root_dir={tmp_path}", "logger.wandb.mode=disabled"]), tmp_path / "job")
+    try:
+        data = collect(job.task, 12, 10, job.data_policy, float(cfg.data.correlation), 0, progress=False)
+    finally:
+        job.close()
+    trained = build_world_model(compose(["env=wall", "world_model.hidden_dim=16"]).world_model,
+                                data.states.shape[-1], data.actions.shape[-1])
+    trained.prepare(torch.as_tensor(data.states[:2]), torch.as_tensor(data.actions[:2]))  # not the data's statistics
+    model, metrics = levers.continue_training(trained, cfg, data)
+    assert trained.pred_steps == 1 and model.pred_steps == 3
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert metrics
