@@ -46,6 +46,16 @@ def wandb_mode(configured: str | None) -> str:
     return mode
 
 
+def start_wandb():
+    """Import W&B (lazily: it takes a second) and start this process's W&B service, which its
+    first run would otherwise wait on; a sweep's warm workers call it ahead of their jobs."""
+    os.environ.setdefault("WANDB_SILENT", "true")  # before the service starts, which reads it
+    import wandb
+
+    wandb.setup()
+    return wandb
+
+
 class WandbRun:
     def __init__(self, wandb_cfg: DictConfig, run_dir: Path, name: str, config: dict[str, Any], tags: list[str],
                  run_id: str | None = None, job_type: str | None = None) -> None:
@@ -55,9 +65,7 @@ class WandbRun:
         self.run = None
         if self.mode == "disabled":
             return
-        import wandb  # imported lazily: it takes a second and spawns a service
-
-        os.environ.setdefault("WANDB_SILENT", "true")
+        wandb = start_wandb()
         settings = dict(
             project=wandb_cfg.project,
             entity=wandb_cfg.entity,

@@ -180,9 +180,9 @@ def _warm_worker(wandb: bool) -> int:
 
         import_optimizer_machinery()
         if wandb:
-            import wandb as _wandb
+            from grasp.loggers import start_wandb
 
-            _wandb.setup()  # starts the process's W&B service, which its first run would wait on
+            start_wandb()
     except Exception:  # the job itself will report it
         pass
     return os.getpid()
