@@ -94,6 +94,8 @@ LEVERS: dict[str, list[str]] = {
                                                                  "train.precision=bf16"],
     "data20x_rollout8_frame_20k_lr2e-3_bf16_ensemble2": [*PRESET_DATA20X, "world_model=ensemble", "world_model.members=2",
                                                          "train.precision=bf16"],
+    # twice the preset's data (40000 episodes, 800000 transitions) at 384 units
+    "data40x_rollout8_frame_20k_lr2e-3_wide384": [*PRESET_DATA20X, "data.episodes=40000", "world_model.hidden_dim=384"],
     # the 384-unit lever again from other initial weights and batch orders: one training's spread
     **{f"data20x_rollout8_frame_20k_lr2e-3_wide384_seed{seed}": [*PRESET_DATA20X, "world_model.hidden_dim=384",
                                                                  f"train.seed={seed}"] for seed in (1, 2)},
