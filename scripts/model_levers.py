@@ -14,6 +14,7 @@ levers already in the file).
         --out docs/world_models/pusht_stacked_simulator.csv --sensitivity 0,1e-5,1e-4,1e-3,1e-2
     .venv/bin/python scripts/model_levers.py --list
     .venv/bin/python scripts/model_levers.py --actions stacked5 --misses outputs/cache/checkpoints/pusht/<key>.pt
+    .venv/bin/python scripts/model_levers.py --actions held5 --motion
 """
 
 from __future__ import annotations
@@ -197,6 +198,33 @@ def miss_split(task, predicted: np.ndarray, truth: np.ndarray) -> dict[str, floa
             "median_angle_deg": round(float(np.degrees(np.median(angle))), 1)}
 
 
+def motion(actions: str, root: Path) -> list[dict]:
+    """How far the block moves in the fixed held-out trajectories the oracle keeps (those whose
+    start does not already meet their end), per horizon: how much a model must get right."""
+    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
+    job = resolve(cfg)
+    try:
+        task = job.task
+        data = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{actions}.npz")
+        return [block_motion(task, data.states.astype(np.float64), horizon) for horizon in HORIZONS]
+    finally:
+        job.close()
+
+
+def block_motion(task, states: np.ndarray, horizon: int) -> dict[str, float]:
+    """(N, L+1, D) Push-T states: of the trajectories that move by `horizon`, the median net shift
+    and turn of the block between their start and that step, and its path and total turning."""
+    moved = ~np.asarray(task.success(states[:, 0], states[:, horizon]), dtype=bool)
+    kept = states[moved]
+    shift, turn = task.pose_errors(kept[:, 0], kept[:, horizon])
+    path, turning = task.pose_errors(kept[:, :horizon], kept[:, 1:horizon + 1])
+    return {"env_steps": horizon * task.env_steps_per_model_step, "moved": int(moved.sum()),
+            "trajectories": len(states), "median_shift_px": round(float(np.median(shift)) * PX, 1),
+            "median_turn_deg": round(float(np.degrees(np.median(turn))), 1),
+            "median_path_px": round(float(np.median(path.sum(axis=1))) * PX, 1),
+            "median_turning_deg": round(float(np.degrees(np.median(turning.sum(axis=1)))), 1)}
+
+
 def sensitivity(actions: str, root: Path, noises: list[float]) -> list[dict]:
     """The simulator as a model: the held-out actions replayed from starts whose pusher and block
     positions are moved by N(0, noise^2) units. Its oracle success is the ceiling of any model
@@ -235,6 +263,8 @@ def main() -> None:
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--misses", type=Path, default=None, metavar="CHECKPOINT",
                         help="print which error (angle, position) fails this Push-T model's oracle instead")
+    parser.add_argument("--motion", action="store_true",
+                        help="print how far the block moves in the fixed held-out trajectories instead")
     parser.add_argument("--sensitivity", default=None,
                         help="comma-separated noises (units): measure the simulator's own ceiling instead of levers")
     args = parser.parse_args()
@@ -247,6 +277,9 @@ def main() -> None:
     if args.misses is not None:
         torch.set_num_threads(1)
         print(pd.DataFrame(misses(args.misses, args.actions, args.root.resolve())).to_string(index=False))
+        return
+    if args.motion:
+        print(pd.DataFrame(motion(args.actions, args.root.resolve())).to_string(index=False))
         return
     unknown = [n for n in args.levers.split(",") if n not in LEVERS and n not in CONTINUED]
     if unknown or args.out is None:

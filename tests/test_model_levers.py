@@ -82,3 +82,20 @@ def test_a_continued_lever_starts_from_the_trained_model_with_its_own_settings(l
     for key, value in trained.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert metrics
+
+
+def test_block_motion_counts_the_moving_trajectories_and_their_shift_and_path(levers):
+    task = PushTTask()
+    try:
+        px = 1 / PX
+        still = [make_state(block=(0.1, 0.1, 0.0))] * 3
+        straight = [make_state(block=(0.1 + k * 30 * px, 0.1, math.radians(10 * k))) for k in range(3)]
+        back = [make_state(block=(0.1 + x * px, 0.1, 0.0)) for x in (0, 60, 30)]  # out 60 px, back 30
+        motion = levers.block_motion(task, np.stack([np.stack(t) for t in (still, straight, back)]), 2)
+    finally:
+        task.close()
+    assert (motion["moved"], motion["trajectories"]) == (2, 3)  # the block that stays is not counted
+    assert motion["median_shift_px"] == pytest.approx(45.0, abs=0.1)  # net 60 and 30 px
+    assert motion["median_path_px"] == pytest.approx(75.0, abs=0.1)  # travelled 60 and 90 px
+    assert motion["median_turn_deg"] == pytest.approx(10.0, abs=0.1)  # 20 and 0 degrees
+    assert motion["median_turning_deg"] == pytest.approx(10.0, abs=0.1)
