@@ -241,6 +241,24 @@ def test_joblib_workers_warmed_at_the_sweep_start_are_the_ones_its_jobs_run_in()
     assert all(loaded for _, loaded in seen)
 
 
+@pytest.mark.parametrize("mode, env, expected", [
+    (None, None, True),  # null: WANDB_MODE, else offline
+    (None, "disabled", False),
+    ("offline", "disabled", True),  # the config wins
+    ("disabled", None, False),
+    ("sometimes", None, False),  # a bad mode: the jobs' checks report it, the warm-up skips W&B
+])
+def test_warm_workers_start_wandb_only_for_sweeps_that_log_to_it(monkeypatch, mode, env, expected):
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.grasp_sweeper.grasp_sweeper import _logs_to_wandb
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    if env is not None:
+        monkeypatch.setenv("WANDB_MODE", env)
+    assert _logs_to_wandb(OmegaConf.create({"logger": {"wandb": {"mode": mode}}})) is expected
+
+
 @pytest.mark.parametrize("shared, fixed, n_jobs, expected", [
     (1, {}, 2, "all"),  # one model, two workers: it gets every core
     (2, {}, 2, None),  # as many models as workers: joblib's own share is right

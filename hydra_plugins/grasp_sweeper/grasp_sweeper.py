@@ -17,8 +17,8 @@ among themselves (`threads=`), where joblib would give each the share of one of 
 
 Under launcher=joblib the workers start as the sweep does: while this process composes and checks
 the jobs, each worker imports what a job needs (torch, MuJoCo, the runner, W&B), starts its W&B
-service and pays torch's lazy import at its first optimizer, so no job waits on that. `hydra.sweeper.warm_workers=false`
-turns this off.
+service and pays torch's lazy import at its first optimizer, so no job waits on that.
+`hydra.sweeper.warm_workers=false` turns this off.
 
 It is `hydra/sweeper: preflight`, the default (conf/hydra/default.yaml); hparams_search presets
 swap in Optuna's sweeper, whose jobs are sampled one trial at a time. It lives in the
@@ -66,8 +66,7 @@ class PreflightSweeper(BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         settings = getattr(self.launcher, "joblib", None)
         if self.warm_workers and settings is not None:
-            self._warming = _start_warm_up(settings, wandb=config.get("logger", {}).get("wandb", {}).get("mode")
-                                           not in (None, "disabled"))
+            self._warming = _start_warm_up(settings, wandb=_logs_to_wandb(config))
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         # Hydra's own check, that every job composes; the checks below reuse the composed configs
@@ -157,6 +156,17 @@ class PreflightSweeper(BasicSweeper):
             for task in tasks.values():
                 task.close()
         return missing
+
+
+def _logs_to_wandb(config: DictConfig) -> bool:
+    """Whether the sweep's jobs open W&B runs (a bad mode is left to the jobs' checks to report)."""
+    from grasp.errors import ConfigError
+    from grasp.loggers import wandb_mode
+
+    try:
+        return wandb_mode(config.get("logger", {}).get("wandb", {}).get("mode")) != "disabled"
+    except ConfigError:
+        return False
 
 
 def _start_warm_up(settings: Any, wandb: bool) -> Iterator:
