@@ -20,6 +20,7 @@ levers already in the file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -123,6 +124,18 @@ def held_out(task, policy: str, correlation: float, path: Path) -> TrajectoryDat
     return data
 
 
+@contextlib.contextmanager
+def fixed_set(actions: str, root: Path):
+    """The base config's task and the fixed held-out trajectories of this action setting."""
+    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
+    job = resolve(cfg)
+    try:
+        yield job.task, held_out(job.task, job.data_policy, float(cfg.data.correlation),
+                                 root / "levers" / f"held_out_{actions}.npz")
+    finally:
+        job.close()
+
+
 def oracle_columns(model, data: TrajectoryDataset, task) -> dict[str, float]:
     """The model's oracle success % on `data` at HORIZONS, named by env steps (oracle@40, ...)."""
     oracle = oracle_success(model, data, task.success, HORIZONS)
@@ -172,17 +185,11 @@ def misses(checkpoint: Path, actions: str, root: Path) -> list[dict]:
     """Which error fails a model's oracle on the fixed set: the share of moved trajectories that
     pass, fail on the block's angle alone, on its position alone or on both, and the median errors
     (px, degrees) at each horizon."""
-    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
-    job = resolve(cfg)
-    try:
-        task = job.task
+    with fixed_set(actions, root) as (task, data):
         model = load_checkpoint(checkpoint, torch.device("cpu"), expect_env=task.name)[0]
-        data = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{actions}.npz")
         return [{"env_steps": horizon * task.env_steps_per_model_step, **miss_split(task, *pair)}
                 for horizon, pair in oracle_predictions(model, data, task.success, HORIZONS).items()
                 if pair is not None]
-    finally:
-        job.close()
 
 
 def miss_split(task, predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -201,14 +208,8 @@ def miss_split(task, predicted: np.ndarray, truth: np.ndarray) -> dict[str, floa
 def motion(actions: str, root: Path) -> list[dict]:
     """How far the block moves in the fixed held-out trajectories the oracle keeps (those whose
     start does not already meet their end), per horizon: how much a model must get right."""
-    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
-    job = resolve(cfg)
-    try:
-        task = job.task
-        data = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{actions}.npz")
+    with fixed_set(actions, root) as (task, data):
         return [block_motion(task, data.states.astype(np.float64), horizon) for horizon in HORIZONS]
-    finally:
-        job.close()
 
 
 def block_motion(task, states: np.ndarray, horizon: int) -> dict[str, float]:
@@ -229,11 +230,8 @@ def sensitivity(actions: str, root: Path, noises: list[float]) -> list[dict]:
     """The simulator as a model: the held-out actions replayed from starts whose pusher and block
     positions are moved by N(0, noise^2) units. Its oracle success is the ceiling of any model
     whose error is as large as that noise at the start: how chaotic the trajectories are."""
-    cfg = compose([*BASE, f"actions={actions}", f"paths.root_dir={root}", "progress=false"])
-    job = resolve(cfg)
-    try:
-        task, rng = job.task, np.random.default_rng(0)
-        data = held_out(task, job.data_policy, float(cfg.data.correlation), root / "levers" / f"held_out_{actions}.npz")
+    with fixed_set(actions, root) as (task, data):
+        rng = np.random.default_rng(0)
         states = data.states.astype(np.float64)
         moved = {h: ~np.asarray(task.success(states[:, 0], states[:, h]), dtype=bool) for h in HORIZONS}
         rows = []
@@ -250,8 +248,6 @@ def sensitivity(actions: str, root: Path, noises: list[float]) -> list[dict]:
             rows.append({"lever": f"simulator, start moved by {noise:g}", "overrides": "",
                          **{f"oracle@{h * steps:g}": round(100 * hits[h].mean(), 1) for h in HORIZONS}})
         return rows
-    finally:
-        job.close()
 
 
 def main() -> None:

@@ -219,9 +219,8 @@ class Planner:
         return self.world_model.device
 
     def warm_up(self) -> None:
-        """Pay the one-time costs of a process's first plan() here, before plans are timed: torch
-        imports torch._dynamo when a process builds its first optimizer (about 0.9 s on one CPU
-        core), which would otherwise land in a gradient planner's first timed call."""
+        """Pay the one-time costs of a process's first plan() here, before plans are timed (for
+        gradient planners, import_optimizer_machinery)."""
         if self.uses_optimizer:
             import_optimizer_machinery()
 
