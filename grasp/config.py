@@ -154,6 +154,11 @@ def check_config(cfg: DictConfig) -> None:
                 "train.rollout_len", "eval.episodes", "eval.batch_size", "eval.max_steps", "eval.replan_every"):
         value = OmegaConf.select(cfg, key)
         _require(isinstance(value, int) and value >= 1, key, "an integer >= 1", value)
+    shards, workers = cfg.data.get("shards", 1), cfg.data.get("workers")
+    _require(isinstance(shards, int) and 1 <= shards <= cfg.data.episodes, "data.shards",
+             f"an integer from 1 to data.episodes ({cfg.data.episodes})", shards)
+    _require(workers is None or (isinstance(workers, int) and workers >= 1), "data.workers",
+             "null (one per shard, at most one per CPU) or an integer >= 1", workers)
     _require(cfg.data.episodes * cfg.data.val_fraction >= 1, "data.val_fraction",
              "a fraction that leaves at least one validation episode", cfg.data.val_fraction)
     _require(cfg.train.rollout_len <= cfg.data.episode_len, "train.rollout_len",

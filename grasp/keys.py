@@ -19,6 +19,11 @@ TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
 #: train keys added after models were cached: hashed only when set away from this value, which
 #: trains what the code before them trained, so the caches of earlier runs stay valid
 TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0, "precision": "fp32"}
+#: data keys added after datasets were cached, hashed only when set away from this value (one shard
+#: is the one random stream of the datasets before the key)
+DATA_KEYS_HASHED_WHEN_SET = {"shards": 1}
+#: data keys that decide how fast a dataset is collected, not what it holds
+DATA_KEYS_NOT_HASHED = ("workers",)
 #: world_model keys added after models were cached, hashed only when set away from this value
 MODEL_KEYS_HASHED_WHEN_SET = {"state_loss_weights": None}
 #: planner_data keys that decide how a round's model trains, not what its planners plan
@@ -60,7 +65,13 @@ def task_version(cfg: DictConfig) -> int:
 
 def data_key(cfg: DictConfig, frame_size: int | None) -> str:
     frames = [{"frame_size": frame_size, **FRAME_STYLE}] if frame_size else []
-    return config_hash(cfg.env, task_version(cfg), cfg.data, *frames)
+    return config_hash(cfg.env, task_version(cfg), hashed_data(cfg), *frames)
+
+
+def hashed_data(cfg: DictConfig) -> dict[str, Any]:
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return {k: v for k, v in data.items()
+            if k not in DATA_KEYS_NOT_HASHED and not (k in DATA_KEYS_HASHED_WHEN_SET and v == DATA_KEYS_HASHED_WHEN_SET[k])}
 
 
 def hashed_train(cfg: DictConfig) -> dict[str, Any]:
@@ -120,5 +131,5 @@ def evaluation_key(cfg: DictConfig, planner: str, variant: str) -> str:
     elif not plain["planner_data"]["finetune_steps"]:  # from scratch: the keys of runs from before fine-tuning
         for key in ROUND_TRAINING_KEYS:
             plain["planner_data"].pop(key)
-    plain["train"], plain["world_model"] = hashed_train(cfg), hashed_world_model(cfg)
+    plain["data"], plain["train"], plain["world_model"] = hashed_data(cfg), hashed_train(cfg), hashed_world_model(cfg)
     return config_hash(plain, planner, variant)

@@ -45,6 +45,8 @@ class DataConf:
     correlation: float = MISSING
     val_fraction: float = MISSING
     seed: int = MISSING
+    shards: int = MISSING
+    workers: Optional[int] = MISSING
 
 
 @dataclass

@@ -5,12 +5,14 @@ held-out quality: errors, state readout and oracle success, printed and logged).
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from grasp.config import instantiate_checked
 from grasp.eval.oracle import fit_state_readout, oracle_key, oracle_success
 from grasp.eval.pictures import training_curves
 from grasp.job import Job
@@ -30,8 +32,9 @@ def dataset(job: Job) -> TrajectoryDataset:
     cfg = job.cfg
     data_cfg = OmegaConf.create({**OmegaConf.to_container(cfg.data, resolve=True), "policy": job.data_policy,
                                  "frame_size": job.frame_size})
+    make_task = partial(instantiate_checked, OmegaConf.to_container(cfg.env, resolve=True), "env")
     return load_or_collect(job.data_path, job.task, data_cfg, job.data_key, allow_collect="collect" in job.stages,
-                           progress=cfg.progress)
+                           progress=cfg.progress, make_task=make_task)
 
 
 def world_model(job: Job, wandb_run: WandbRun, watch: Stopwatch) -> tuple[WorldModel, dict]:

@@ -45,7 +45,9 @@ from grasp.utils import Stopwatch, seed_everything
 #: lever data10x_rollout8_frame_20k_lr2e-3)
 #: (256 units per hidden layer, as every lever was measured, whatever width the preset picks)
 BASE = ["experiment=paper_long_horizon", "world_model=mlp", "world_model.hidden_dim=256", "train.steps=8000",
-        "train.lr=1e-3", "stages=[collect,train]", "planner_data.rounds=0", "logger.wandb.mode=disabled"]
+        "train.lr=1e-3", "stages=[collect,train]", "planner_data.rounds=0", "logger.wandb.mode=disabled",
+        # the data the levers measured since the preset took 20000 episodes (e0cd4d4), on one stream
+        "data.episodes=20000", "data.shards=1"]
 #: held-out trajectories: how many, how long (model steps) and their seed (not any training set's)
 HELD_OUT = {"episodes": 200, "episode_len": 16, "seed": 424242}
 HORIZONS = (8, 12, 16)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from filelock import FileLock
@@ -102,14 +106,12 @@ class TrajectoryDataset:
             raise ValueError(f"dataset {path} holds NaN or Inf states or actions; delete it to recollect")
 
 
-def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float, seed: int,
-            progress: bool = True, frame_size: int | None = None) -> TrajectoryDataset:
-    """Exploration episodes; with `frame_size`, the frame of every state too (headless renders
-    without the goal marker, which a pixel model must not be shown)."""
-    if frame_size is not None:
-        if isinstance(frame_size, bool) or not isinstance(frame_size, (int, np.integer)) or frame_size < 1:
-            raise ValueError(f"data.frame_size={frame_size!r}: allowed null (state datasets) or an integer >= 1")
-        frame_size = int(frame_size)
+def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float,
+            seed: int | np.random.SeedSequence, progress: bool = True,
+            frame_size: int | None = None) -> TrajectoryDataset:
+    """Exploration episodes on one random stream; with `frame_size`, the frame of every state too
+    (headless renders without the goal marker, which a pixel model must not be shown)."""
+    frame_size = _checked_frame_size(frame_size)
     rng = np.random.default_rng(seed)
     frames = None if frame_size is None else np.empty((episodes, episode_len + 1, 3, frame_size, frame_size),
                                                       dtype=np.uint8)
@@ -126,9 +128,66 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
     meta = {"version": DATASET_VERSION, "env": task.name, "state_dim": task.state_dim,
             "action_dim": task.action_dim, "action_chunk": task.action_chunk, "episodes": episodes,
             "episode_len": episode_len,
-            "policy": policy, "seed": seed, "frame_size": frame_size,
+            "policy": policy, "seed": seed if isinstance(seed, int) else None, "frame_size": frame_size,
             **frame_style(frame_size), "stats": statistics(states, actions)}
     return TrajectoryDataset(states, actions, meta, frames)
+
+
+def collect_shards(task: Task, make_task: Callable[[], Task], episodes: int, episode_len: int, policy: str,
+                   correlation: float, seed: int, shards: int, workers: int | None = None, progress: bool = True,
+                   frame_size: int | None = None) -> TrajectoryDataset:
+    """The episodes split into `shards` contiguous shards, shard i drawn from its own stream
+    SeedSequence(seed, spawn_key=(i,)), so shards collect in parallel: `workers` processes (None:
+    one per shard, at most one per CPU), each simulating with its own `make_task()`. The dataset
+    depends on `shards`, never on `workers`; `shards=1` is `collect`'s one stream from `seed`."""
+    frame_size = _checked_frame_size(frame_size)
+    if shards == 1:
+        return collect(task, episodes, episode_len, policy, correlation, seed, progress, frame_size)
+    sizes = [len(part) for part in np.array_split(np.arange(episodes), shards)]
+    streams = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(shards)]
+    workers = min(shards, usable_cpus()) if workers is None else workers
+    bar = tqdm(total=shards, desc=f"collect ({workers} workers)", unit="shard", disable=not progress)
+    if workers == 1:
+        parts = []
+        for size, stream in zip(sizes, streams):
+            parts.append(collect(task, size, episode_len, policy, correlation, stream, False, frame_size))
+            bar.update()
+    else:
+        # spawn, not fork: the job's process holds torch's threads and maybe a GL context
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_collect_shard, make_task, size, episode_len, policy, correlation, stream,
+                                   frame_size) for size, stream in zip(sizes, streams)]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.update())
+            parts = [future.result() for future in futures]
+    bar.close()
+    states = np.concatenate([part.states for part in parts])
+    actions = np.concatenate([part.actions for part in parts])
+    frames = None if frame_size is None else np.concatenate([part.frames for part in parts])
+    meta = {**parts[0].meta, "episodes": episodes, "seed": seed, "shards": shards,
+            "stats": statistics(states, actions)}
+    return TrajectoryDataset(states, actions, meta, frames)
+
+
+def _collect_shard(make_task: Callable[[], Task], *args) -> TrajectoryDataset:
+    task = make_task()
+    try:
+        return collect(task, *args[:5], progress=False, frame_size=args[5])
+    finally:
+        task.close()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS reports one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _checked_frame_size(frame_size) -> int | None:
+    if frame_size is not None:
+        if isinstance(frame_size, bool) or not isinstance(frame_size, (int, np.integer)) or frame_size < 1:
+            raise ValueError(f"data.frame_size={frame_size!r}: allowed null (state datasets) or an integer >= 1")
+        frame_size = int(frame_size)
+    return frame_size
 
 
 def statistics(states: np.ndarray, actions: np.ndarray) -> dict[str, list[float]]:
@@ -142,8 +201,9 @@ def statistics(states: np.ndarray, actions: np.ndarray) -> dict[str, list[float]
 
 
 def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_collect: bool,
-                    progress: bool = True) -> TrajectoryDataset:
-    """The cached dataset at `path`, collecting it first when missing (one process at a time)."""
+                    progress: bool = True, make_task: Callable[[], Task] | None = None) -> TrajectoryDataset:
+    """The cached dataset at `path`, collecting it first when missing (one process at a time);
+    `make_task` builds the simulator of each worker process of a sharded collection."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.exists():
@@ -156,8 +216,12 @@ def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_co
                 f"no cached dataset at {path} for this data config, and 'collect' is not in `stages`; "
                 "add it back to `stages` or point `checkpoint` at a trained world model"
             )
-        data = collect(task, data_cfg.episodes, data_cfg.episode_len, data_cfg.policy, data_cfg.correlation,
-                       data_cfg.seed, progress=progress, frame_size=data_cfg.get("frame_size"))
+        shards, workers = int(data_cfg.get("shards", 1)), data_cfg.get("workers")
+        if shards > 1 and make_task is None and workers != 1:
+            raise ValueError("data.shards > 1 collects in worker processes, which need make_task to build the task")
+        data = collect_shards(task, make_task, data_cfg.episodes, data_cfg.episode_len, data_cfg.policy,
+                              data_cfg.correlation, data_cfg.seed, shards, workers, progress=progress,
+                              frame_size=data_cfg.get("frame_size"))
         data.meta["config_hash"] = config_hash
         data.save(path)
         log.info("collect: wrote %s (%d transitions)", path, data.num_transitions)
