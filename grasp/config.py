@@ -154,6 +154,9 @@ def check_config(cfg: DictConfig) -> None:
                 "train.rollout_len", "eval.episodes", "eval.batch_size", "eval.max_steps", "eval.replan_every"):
         value = OmegaConf.select(cfg, key)
         _require(isinstance(value, int) and value >= 1, key, "an integer >= 1", value)
+    random_steps = cfg.data.get("random_steps", 0.0)
+    _require(isinstance(random_steps, (int, float)) and 0.0 <= random_steps <= 1.0, "data.random_steps",
+             "a probability in [0, 1]", random_steps)
     shards, workers = cfg.data.get("shards", 1), cfg.data.get("workers")
     _require(isinstance(shards, int) and 1 <= shards <= cfg.data.episodes, "data.shards",
              f"an integer from 1 to data.episodes ({cfg.data.episodes})", shards)

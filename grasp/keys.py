@@ -21,7 +21,7 @@ TRAIN_KEYS_NOT_HASHED = ("checkpoint_every", "nonfinite", "oracle_horizons")
 TRAIN_KEYS_HASHED_WHEN_SET = {"ema": 0.0, "precision": "fp32"}
 #: data keys added after datasets were cached, hashed only when set away from this value (one shard
 #: is the one random stream of the datasets before the key)
-DATA_KEYS_HASHED_WHEN_SET = {"shards": 1}
+DATA_KEYS_HASHED_WHEN_SET = {"shards": 1, "random_steps": 0.0}
 #: data keys that decide how fast a dataset is collected, not what it holds
 DATA_KEYS_NOT_HASHED = ("workers",)
 #: world_model keys added after models were cached, hashed only when set away from this value

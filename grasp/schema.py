@@ -45,6 +45,7 @@ class DataConf:
     correlation: float = MISSING
     val_fraction: float = MISSING
     seed: int = MISSING
+    random_steps: float = MISSING
     shards: int = MISSING
     workers: Optional[int] = MISSING
 

@@ -85,3 +85,34 @@ def test_the_runner_collects_its_shards_in_worker_processes(tmp_path):
     [path] = (tmp_path / "outputs" / "cache" / "data" / "wall").glob("*.npz")
     data = TrajectoryDataset.load(path)
     assert data.meta["shards"] == 2 and data.states.shape[0] == 20
+
+
+def test_random_steps_draw_whole_model_steps_uniformly_and_zero_draws_nothing():
+    """Push-T with stacked actions: with random_steps=1 every model step's five env actions are
+    i.i.d. uniform (their spread within a step is the uniform's, more than the scripted pusher's);
+    at 0.5 the mean spread lies halfway; 0 is the scripted policy's data exactly."""
+    import hydra
+
+    task = hydra.utils.instantiate(compose_config(["env=pusht", "actions=stacked5"]).env)
+    try:
+        def run(random_steps):
+            data = collect(task, 40, 8, "scripted", 0.8, 0, progress=False, random_steps=random_steps)
+            return data, float(data.actions.reshape(-1, 5, 2).std(axis=1).mean())
+
+        (scripted, low), (uniform, high), (_, half) = run(0.0), run(1.0), run(0.5)
+        assert high == pytest.approx(np.sqrt(1 / 3) * np.sqrt(4 / 5), abs=0.03)  # 5 uniform draws on [-1, 1]
+        assert low < high - 0.1
+        assert half == pytest.approx((low + high) / 2, abs=0.04)
+        assert np.array_equal(scripted.states, collect(task, 40, 8, "scripted", 0.8, 0, progress=False).states)
+        assert uniform.meta["random_steps"] == 1.0 and "random_steps" not in scripted.meta
+    finally:
+        task.close()
+
+
+def test_random_steps_change_the_data_key_only_when_set(tmp_path):
+    def key(*extra):
+        return resolved(compose_config([*TINY, f"paths.root_dir={tmp_path}", *extra])).data_key
+
+    assert key("data.random_steps=0") == key() != key("data.random_steps=0.2")
+    with pytest.raises(ConfigError, match=r"'data.random_steps' = 1.5 is invalid: allowed a probability in \[0, 1\]"):
+        check_config(compose_config([*TINY, f"paths.root_dir={tmp_path}", "data.random_steps=1.5"]))

@@ -108,9 +108,10 @@ class TrajectoryDataset:
 
 def collect(task: Task, episodes: int, episode_len: int, policy: str, correlation: float,
             seed: int | np.random.SeedSequence, progress: bool = True,
-            frame_size: int | None = None) -> TrajectoryDataset:
+            frame_size: int | None = None, random_steps: float = 0.0) -> TrajectoryDataset:
     """Exploration episodes on one random stream; with `frame_size`, the frame of every state too
-    (headless renders without the goal marker, which a pixel model must not be shown)."""
+    (headless renders without the goal marker, which a pixel model must not be shown);
+    `random_steps`: grasp.envs.exploration.policy_steps'."""
     frame_size = _checked_frame_size(frame_size)
     rng = np.random.default_rng(seed)
     frames = None if frame_size is None else np.empty((episodes, episode_len + 1, 3, frame_size, frame_size),
@@ -121,7 +122,8 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
         states[ep, 0] = task.reset(task.sample_state(rng))
         if frames is not None:
             frames[ep, 0] = frame(task, frame_size)
-        for t, (action, state) in enumerate(policy_steps(task, rng, episode_len, policy, correlation, np.float32)):
+        steps = policy_steps(task, rng, episode_len, policy, correlation, np.float32, random_steps)
+        for t, (action, state) in enumerate(steps):
             actions[ep, t], states[ep, t + 1] = action, state
             if frames is not None:
                 frames[ep, t + 1] = frame(task, frame_size)
@@ -129,34 +131,35 @@ def collect(task: Task, episodes: int, episode_len: int, policy: str, correlatio
             "action_dim": task.action_dim, "action_chunk": task.action_chunk, "episodes": episodes,
             "episode_len": episode_len,
             "policy": policy, "seed": seed if isinstance(seed, int) else None, "frame_size": frame_size,
+            **({"random_steps": random_steps} if random_steps else {}),
             **frame_style(frame_size), "stats": statistics(states, actions)}
     return TrajectoryDataset(states, actions, meta, frames)
 
 
 def collect_shards(task: Task, make_task: Callable[[], Task], episodes: int, episode_len: int, policy: str,
                    correlation: float, seed: int, shards: int, workers: int | None = None, progress: bool = True,
-                   frame_size: int | None = None) -> TrajectoryDataset:
+                   frame_size: int | None = None, random_steps: float = 0.0) -> TrajectoryDataset:
     """The episodes split into `shards` contiguous shards, shard i drawn from its own stream
     SeedSequence(seed, spawn_key=(i,)), so shards collect in parallel: `workers` processes (None:
     one per shard, at most one per CPU), each simulating with its own `make_task()`. The dataset
     depends on `shards`, never on `workers`; `shards=1` is `collect`'s one stream from `seed`."""
     frame_size = _checked_frame_size(frame_size)
     if shards == 1:
-        return collect(task, episodes, episode_len, policy, correlation, seed, progress, frame_size)
+        return collect(task, episodes, episode_len, policy, correlation, seed, progress, frame_size, random_steps)
     sizes = [len(part) for part in np.array_split(np.arange(episodes), shards)]
     streams = [np.random.SeedSequence(seed, spawn_key=(i,)) for i in range(shards)]
-    workers = min(shards, usable_cpus()) if workers is None else workers
+    workers = min(shards, usable_cpus() if workers is None else workers)
     bar = tqdm(total=shards, desc=f"collect ({workers} workers)", unit="shard", disable=not progress)
     if workers == 1:
         parts = []
         for size, stream in zip(sizes, streams):
-            parts.append(collect(task, size, episode_len, policy, correlation, stream, False, frame_size))
+            parts.append(collect(task, size, episode_len, policy, correlation, stream, False, frame_size, random_steps))
             bar.update()
     else:
         # spawn, not fork: the job's process holds torch's threads and maybe a GL context
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_collect_shard, make_task, size, episode_len, policy, correlation, stream,
-                                   frame_size) for size, stream in zip(sizes, streams)]
+                                   frame_size, random_steps) for size, stream in zip(sizes, streams)]
             for future in futures:
                 future.add_done_callback(lambda _: bar.update())
             parts = [future.result() for future in futures]
@@ -169,10 +172,11 @@ def collect_shards(task: Task, make_task: Callable[[], Task], episodes: int, epi
     return TrajectoryDataset(states, actions, meta, frames)
 
 
-def _collect_shard(make_task: Callable[[], Task], *args) -> TrajectoryDataset:
+def _collect_shard(make_task: Callable[[], Task], episodes: int, episode_len: int, policy: str, correlation: float,
+                   stream: np.random.SeedSequence, frame_size: int | None, random_steps: float) -> TrajectoryDataset:
     task = make_task()
     try:
-        return collect(task, *args[:5], progress=False, frame_size=args[5])
+        return collect(task, episodes, episode_len, policy, correlation, stream, False, frame_size, random_steps)
     finally:
         task.close()
 
@@ -221,7 +225,7 @@ def load_or_collect(path: Path, task: Task, data_cfg, config_hash: str, allow_co
             raise ValueError("data.shards > 1 collects in worker processes, which need make_task to build the task")
         data = collect_shards(task, make_task, data_cfg.episodes, data_cfg.episode_len, data_cfg.policy,
                               data_cfg.correlation, data_cfg.seed, shards, workers, progress=progress,
-                              frame_size=data_cfg.get("frame_size"))
+                              frame_size=data_cfg.get("frame_size"), random_steps=float(data_cfg.get("random_steps", 0.0)))
         data.meta["config_hash"] = config_hash
         data.save(path)
         log.info("collect: wrote %s (%d transitions)", path, data.num_transitions)
