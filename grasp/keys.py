@@ -69,21 +69,23 @@ def data_key(cfg: DictConfig, frame_size: int | None) -> str:
 
 
 def hashed_data(cfg: DictConfig) -> dict[str, Any]:
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    return {k: v for k, v in data.items()
-            if k not in DATA_KEYS_NOT_HASHED and not (k in DATA_KEYS_HASHED_WHEN_SET and v == DATA_KEYS_HASHED_WHEN_SET[k])}
+    return _hashed(cfg.data, DATA_KEYS_NOT_HASHED, DATA_KEYS_HASHED_WHEN_SET)
 
 
 def hashed_train(cfg: DictConfig) -> dict[str, Any]:
-    train = OmegaConf.to_container(cfg.train, resolve=True)
-    return {k: v for k, v in train.items()
-            if k not in TRAIN_KEYS_NOT_HASHED and not (k in TRAIN_KEYS_HASHED_WHEN_SET and v == TRAIN_KEYS_HASHED_WHEN_SET[k])}
+    return _hashed(cfg.train, TRAIN_KEYS_NOT_HASHED, TRAIN_KEYS_HASHED_WHEN_SET)
 
 
 def hashed_world_model(cfg: DictConfig) -> dict[str, Any]:
-    model = OmegaConf.to_container(cfg.world_model, resolve=True)
-    return {k: v for k, v in model.items()
-            if not (k in MODEL_KEYS_HASHED_WHEN_SET and v == MODEL_KEYS_HASHED_WHEN_SET[k])}
+    return _hashed(cfg.world_model, (), MODEL_KEYS_HASHED_WHEN_SET)
+
+
+def _hashed(node: DictConfig, not_hashed: tuple[str, ...], hashed_when_set: dict[str, Any]) -> dict[str, Any]:
+    """A section's resolved entries less those that never change its result and those still at
+    the value that trains or collects what the code before them did."""
+    plain = OmegaConf.to_container(node, resolve=True)
+    return {k: v for k, v in plain.items()
+            if k not in not_hashed and not (k in hashed_when_set and v == hashed_when_set[k])}
 
 
 def model_key(cfg: DictConfig, data: str) -> str:
